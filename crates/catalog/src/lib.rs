@@ -1,0 +1,99 @@
+//! The metadata store: projects, API keys, event schemas and the manifest of Parquet files (with
+//! the WAL position they cover), in one embedded SQLite database (`meta.sqlite` in the data dir).
+//!
+//! SQLite runs in WAL journal mode with a busy timeout, so the CLI (`tally project create`) and a
+//! running server can use the same file at once. This crate never holds event data and never
+//! decides what a query means; it only remembers.
+
+mod files;
+mod keys;
+mod migrations;
+mod projects;
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+pub use files::{ParquetFileEntry, WAL_PERSISTED_KEY};
+pub use keys::{ApiKey, KeyScope};
+pub use projects::{CreatedProject, Project};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what} `{name}` not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{what} `{name}` already exists")]
+    Conflict { what: &'static str, name: String },
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("metadata database: stored JSON is invalid: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// The metadata database. Cheap to share behind an `Arc`; calls are short and serialized.
+#[derive(Debug)]
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+impl Catalog {
+    /// Opens (creating and migrating if needed) `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrations::migrate(&conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// An in-memory catalog, for tests.
+    pub fn open_in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory()?;
+        migrations::migrate(&conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock();
+        f(&mut conn)
+    }
+
+    /// A value of the small key-value table the other stages keep their own state in.
+    pub fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        self.with(|c| {
+            Ok(
+                c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+            )
+        })
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

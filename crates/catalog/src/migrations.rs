@@ -1,0 +1,55 @@
+//! Schema versions of the metadata database, applied in order at open.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the data spine.
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        strict_schemas INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+     );
+     CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        scope TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+     );
+     CREATE TABLE event_schemas (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        event TEXT NOT NULL,
+        schema_json TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, event)
+     );
+     CREATE TABLE parquet_files (
+        path TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        min_ts INTEGER NOT NULL,
+        max_ts INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        deleted_at TEXT
+     );
+     CREATE INDEX parquet_files_by_day ON parquet_files(project_id, day) WHERE deleted_at IS NULL;",
+];
+
+pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let target = i as i64 + 1;
+        if version < target {
+            conn.execute_batch(&format!(
+                "BEGIN; {sql}; PRAGMA user_version = {target}; COMMIT;"
+            ))?;
+        }
+    }
+    Ok(())
+}
