@@ -1,0 +1,20 @@
+//! Collection: turning request bodies into [`AnalyticsEvent`](tally_core::AnalyticsEvent)s and
+//! queueing processed events for durable storage.
+//!
+//! - [`body`] decodes a body (gzip or not, within the documented limits) into the events it holds,
+//!   each parsed on its own so one bad event never spoils its neighbours.
+//! - [`native`] is Tally's own event shape, the one `POST /v1/events` takes.
+//! - [`EventManager`] is the bounded queue between the HTTP layer and storage: it groups
+//!   concurrent submissions into one durable write (group commit) and refuses work it has no room
+//!   for instead of growing memory.
+//!
+//! This crate never touches disk and never knows how events are enriched or stored.
+
+pub mod body;
+mod manager;
+pub mod native;
+
+pub use body::{BodyError, Limits};
+pub use manager::{
+    EventManager, EventManagerConfig, EventSink, ManagerStats, SinkError, SubmitError, Weighted,
+};
