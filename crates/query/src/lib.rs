@@ -1,0 +1,16 @@
+//! The query layer: the origin's `AggregationRule` and `Aggregator`.
+//!
+//! A rule (filter, measure, group-by, time bucket) arrives as JSON, is validated here with errors
+//! that name the offending field, and is compiled into the store's engine-neutral
+//! [`AggregateQuery`](tally_store::AggregateQuery); the `Aggregator` runs the rules of a request
+//! over a time range and shapes the results (continuous time series, named results).
+//!
+//! This crate never touches files or SQL: it speaks to storage only through the `Store` trait.
+
+mod aggregator;
+mod fields;
+mod rule;
+
+pub use aggregator::{Aggregator, MAX_BUCKETS, MAX_RULES, QueryError, QueryRequest, QueryResponse};
+pub use fields::resolve_field;
+pub use rule::{AggregationRule, FilterSpec, MeasureSpec};

@@ -1,0 +1,367 @@
+//! Compiles an [`AggregateQuery`] into a DataFusion plan over the buffer and the Parquet files,
+//! runs it, and turns the result into a [`ResultTable`].
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::functions::expr_fn::{contains, date_trunc};
+use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, ident, lit};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion_functions_json::udfs::{
+    json_contains_udf, json_get_bool_udf, json_get_float_udf, json_get_str_udf,
+};
+use serde_json::Value;
+use tally_core::Interval;
+use tally_core::time::format_rfc3339;
+
+use crate::plan::{AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable};
+use crate::schema::{col, event_schema, is_column, is_string_column};
+use crate::{Result, StoreError};
+
+/// A DataFusion session set up for the events table.
+pub(crate) fn new_context(target_partitions: usize) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(target_partitions.max(1))
+        .with_batch_size(8192)
+        .with_information_schema(false);
+    let opts = config.options_mut();
+    opts.execution.parquet.pushdown_filters = true;
+    opts.execution.parquet.reorder_filters = true;
+    opts.execution.parquet.schema_force_view_types = false;
+    opts.sql_parser.enable_ident_normalization = false;
+    let mut ctx = SessionContext::new_with_config(config);
+    datafusion_functions_json::register_all(&mut ctx)?;
+    Ok(ctx)
+}
+
+/// The events of one project as a DataFrame: Parquet `files` (absolute paths) plus buffered
+/// `batches`.
+pub(crate) async fn events_frame(
+    ctx: &SessionContext,
+    files: Vec<String>,
+    batches: Vec<RecordBatch>,
+) -> Result<DataFrame> {
+    let schema = event_schema();
+    // Two partitions so both cores scan the buffer.
+    let half = batches.len().div_ceil(2).max(1);
+    let parts: Vec<Vec<RecordBatch>> = if batches.is_empty() {
+        vec![vec![]]
+    } else {
+        batches.chunks(half).map(<[RecordBatch]>::to_vec).collect()
+    };
+    let mem = ctx.read_table(Arc::new(MemTable::try_new(schema.clone(), parts)?))?;
+    if files.is_empty() {
+        return Ok(mem);
+    }
+    let pq = ctx
+        .read_parquet(files, ParquetReadOptions::default().schema(&schema))
+        .await?;
+    Ok(pq.union(mem)?)
+}
+
+fn ts_lit(us: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(us),
+        Some("UTC".into()),
+    ))
+}
+
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::InvalidQuery(msg.into())
+}
+
+/// How a field is read: its text, its number or its boolean.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum As {
+    Text,
+    Number,
+    Bool,
+}
+
+fn field_name(f: &FieldRef) -> String {
+    match f {
+        FieldRef::Column(c) => c.clone(),
+        FieldRef::Json { column, path } => format!("{column}.{}", path.join(".")),
+    }
+}
+
+fn field_expr(f: &FieldRef, as_: As) -> Result<Expr> {
+    match f {
+        FieldRef::Column(c) => {
+            if !is_column(c) {
+                return Err(invalid(format!("unknown column `{c}`")));
+            }
+            let e = ident(c);
+            let numeric = c == "value" || c == col::SESSION_ID;
+            match as_ {
+                As::Text if is_string_column(c) => Ok(e),
+                As::Text => Ok(cast(e, DataType::Utf8)),
+                As::Number if numeric => Ok(cast(e, DataType::Float64)),
+                As::Number => Err(invalid(format!("`{c}` is not numeric"))),
+                As::Bool => Err(invalid(format!("`{c}` is not a boolean"))),
+            }
+        }
+        FieldRef::Json { column, path } => {
+            let mut args = vec![ident(column)];
+            args.extend(path.iter().map(|p| lit(p.as_str())));
+            let udf = match as_ {
+                As::Text => json_get_str_udf(),
+                As::Number => json_get_float_udf(),
+                As::Bool => json_get_bool_udf(),
+            };
+            Ok(udf.call(args))
+        }
+    }
+}
+
+fn is_time_column(f: &FieldRef) -> bool {
+    matches!(f, FieldRef::Column(c) if c == col::TIMESTAMP || c == col::RECEIVED_AT)
+}
+
+/// The expression and literal to compare `f` with `v`.
+fn comparable(f: &FieldRef, v: &Value) -> Result<(Expr, Expr)> {
+    if is_time_column(f) {
+        let FieldRef::Column(c) = f else {
+            unreachable!("time columns are columns")
+        };
+        let t = v
+            .as_str()
+            .and_then(tally_core::time::parse_rfc3339)
+            .ok_or_else(|| invalid(format!("`{c}` compares with an RFC 3339 timestamp")))?;
+        return Ok((ident(c), ts_lit(t.timestamp_micros())));
+    }
+    match v {
+        Value::String(s) => Ok((field_expr(f, As::Text)?, lit(s.as_str()))),
+        Value::Number(n) => {
+            let n = n.as_f64().unwrap_or(f64::NAN);
+            if let FieldRef::Column(c) = f
+                && is_string_column(c)
+            {
+                return Ok((ident(c), lit(format_number(n))));
+            }
+            Ok((field_expr(f, As::Number)?, lit(n)))
+        }
+        Value::Bool(b) => Ok((field_expr(f, As::Bool)?, lit(*b))),
+        Value::Null | Value::Array(_) | Value::Object(_) => Err(invalid(format!(
+            "`{}` can only be compared with a string, number or boolean",
+            field_name(f)
+        ))),
+    }
+}
+
+fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
+    }
+}
+
+fn filter_expr(f: &Filter) -> Result<Expr> {
+    Ok(match &f.op {
+        FilterOp::Eq(Value::Null) => field_expr(&f.field, As::Text)?.is_null(),
+        FilterOp::Eq(v) => {
+            let (e, l) = comparable(&f.field, v)?;
+            e.eq(l)
+        }
+        FilterOp::Neq(Value::Null) => field_expr(&f.field, As::Text)?.is_not_null(),
+        FilterOp::Neq(v) => {
+            let (e, l) = comparable(&f.field, v)?;
+            binary_expr(e, Operator::IsDistinctFrom, l)
+        }
+        FilterOp::In(values) => {
+            if values.is_empty() {
+                return Ok(lit(false));
+            }
+            let mut parts = Vec::with_capacity(values.len());
+            for v in values {
+                let (e, l) = comparable(&f.field, v)?;
+                parts.push(e.eq(l));
+            }
+            parts
+                .into_iter()
+                .reduce(Expr::or)
+                .unwrap_or_else(|| lit(false))
+        }
+        FilterOp::Contains(s) => contains(field_expr(&f.field, As::Text)?, lit(s.as_str())),
+        FilterOp::Gt(v) => {
+            let (e, l) = comparable(&f.field, v)?;
+            e.gt(l)
+        }
+        FilterOp::Lt(v) => {
+            let (e, l) = comparable(&f.field, v)?;
+            e.lt(l)
+        }
+        FilterOp::Exists => match &f.field {
+            FieldRef::Column(c) if is_column(c) => ident(c).is_not_null(),
+            FieldRef::Column(c) => return Err(invalid(format!("unknown column `{c}`"))),
+            FieldRef::Json { column, path } => {
+                let mut args = vec![ident(column)];
+                args.extend(path.iter().map(|p| lit(p.as_str())));
+                json_contains_udf().call(args)
+            }
+        },
+    })
+}
+
+fn measure_expr(m: &Measure) -> Result<Expr> {
+    Ok(match m {
+        Measure::Count => count(lit(1i64)),
+        Measure::UniquePersons => count_distinct(ident(col::PERSON_ID)),
+        Measure::Sum(f) => sum(field_expr(f, As::Number)?),
+        Measure::Avg(f) => avg(field_expr(f, As::Number)?),
+        Measure::Min(f) => min(field_expr(f, As::Number)?),
+        Measure::Max(f) => max(field_expr(f, As::Number)?),
+        Measure::Percentile(f, p) => {
+            if !(0.0..=1.0).contains(p) {
+                return Err(invalid("a percentile must be between 0 and 1"));
+            }
+            super::percentile::exact_percentile(*p).call(vec![field_expr(f, As::Number)?])
+        }
+    })
+}
+
+/// The start of the bucket of each event, computed on the local calendar of `tz`.
+fn bucket_expr(interval: Interval, tz: Tz) -> Expr {
+    let local = cast(
+        ident(col::TIMESTAMP),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz.name().into())),
+    );
+    date_trunc(lit(interval.as_str()), local)
+}
+
+/// Runs `q` over `frame` (the project's events).
+pub(crate) async fn aggregate(frame: DataFrame, q: &AggregateQuery) -> Result<ResultTable> {
+    let mut pred = ident(col::TIMESTAMP)
+        .gt_eq(ts_lit(q.from))
+        .and(ident(col::TIMESTAMP).lt(ts_lit(q.to)));
+    for f in &q.filters {
+        pred = pred.and(filter_expr(f)?);
+    }
+    let mut groups = Vec::new();
+    let mut columns = Vec::new();
+    if let Some(iv) = q.bucket {
+        groups.push(bucket_expr(iv, q.timezone).alias("bucket"));
+        columns.push("bucket".to_owned());
+    }
+    for (i, g) in q.group_by.iter().enumerate() {
+        groups.push(field_expr(g, As::Text)?.alias(format!("g{i}")));
+        columns.push(field_name(g));
+    }
+    columns.push("value".to_owned());
+    let n_groups = groups.len();
+    let df = frame
+        .filter(pred)?
+        .aggregate(groups, vec![measure_expr(&q.measure)?.alias("value")])?;
+    let batches = df.collect().await?;
+
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            let mut row = Vec::with_capacity(n_groups + 1);
+            for c in 0..b.num_columns() {
+                row.push(to_json(&ScalarValue::try_from_array(b.column(c), r)?));
+            }
+            rows.push(row);
+        }
+    }
+    let has_bucket = q.bucket.is_some();
+    rows.sort_by(|a, b| compare_rows(a, b, has_bucket, n_groups));
+    if let Some(limit) = q.limit {
+        let mut kept = Vec::with_capacity(rows.len().min(limit));
+        let mut in_bucket = 0;
+        for (i, row) in rows.iter().enumerate() {
+            if i > 0 && has_bucket && rows[i - 1][0] != row[0] {
+                in_bucket = 0;
+            }
+            if in_bucket < limit {
+                kept.push(row.clone());
+            }
+            in_bucket += 1;
+        }
+        rows = kept;
+    }
+    Ok(ResultTable { columns, rows })
+}
+
+/// Bucket ascending, then value descending, then group values ascending.
+fn compare_rows(a: &[Value], b: &[Value], has_bucket: bool, n_groups: usize) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let key = |v: &Value| -> (u8, f64, String) {
+        match v {
+            Value::Null => (0, 0.0, String::new()),
+            Value::Number(n) => (1, n.as_f64().unwrap_or(0.0), String::new()),
+            Value::String(s) => (2, 0.0, s.clone()),
+            other => (3, 0.0, other.to_string()),
+        }
+    };
+    let cmp = |x: &Value, y: &Value| {
+        let (kx, ky) = (key(x), key(y));
+        kx.0.cmp(&ky.0)
+            .then(kx.1.partial_cmp(&ky.1).unwrap_or(Ordering::Equal))
+            .then(kx.2.cmp(&ky.2))
+    };
+    let mut ord = Ordering::Equal;
+    if has_bucket {
+        ord = cmp(&a[0], &b[0]);
+    }
+    ord.then_with(|| cmp(&b[n_groups], &a[n_groups]))
+        .then_with(|| {
+            let start = usize::from(has_bucket);
+            (start..n_groups)
+                .map(|i| cmp(&a[i], &b[i]))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        })
+}
+
+/// One result cell as JSON. Timestamps become RFC 3339 UTC strings.
+pub(crate) fn to_json(v: &ScalarValue) -> Value {
+    use ScalarValue as S;
+    match v {
+        S::Null => Value::Null,
+        S::Boolean(b) => b.map_or(Value::Null, Value::Bool),
+        S::Int8(x) => x.map_or(Value::Null, |x| x.into()),
+        S::Int16(x) => x.map_or(Value::Null, |x| x.into()),
+        S::Int32(x) => x.map_or(Value::Null, |x| x.into()),
+        S::Int64(x) => x.map_or(Value::Null, |x| x.into()),
+        S::UInt8(x) => x.map_or(Value::Null, |x| x.into()),
+        S::UInt16(x) => x.map_or(Value::Null, |x| x.into()),
+        S::UInt32(x) => x.map_or(Value::Null, |x| x.into()),
+        S::UInt64(x) => x.map_or(Value::Null, |x| x.into()),
+        S::Float32(x) => x
+            .and_then(|x| serde_json::Number::from_f64(f64::from(x)))
+            .map_or(Value::Null, Value::Number),
+        S::Float64(x) => x
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        S::Utf8(s) | S::LargeUtf8(s) | S::Utf8View(s) => {
+            s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
+        }
+        S::TimestampMicrosecond(t, _) => t
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .map_or(Value::Null, |t| Value::String(format_rfc3339(t))),
+        S::TimestampNanosecond(t, _) => t
+            .map(chrono::DateTime::from_timestamp_nanos)
+            .map_or(Value::Null, |t| Value::String(format_rfc3339(t))),
+        S::TimestampMillisecond(t, _) => t
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or(Value::Null, |t| Value::String(format_rfc3339(t))),
+        S::TimestampSecond(t, _) => t
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map_or(Value::Null, |t| Value::String(format_rfc3339(t))),
+        S::FixedSizeBinary(_, b) | S::Binary(b) | S::LargeBinary(b) | S::BinaryView(b) => b
+            .as_ref()
+            .map_or(Value::Null, |b| Value::String(hex_lower(b))),
+        other => Value::String(other.to_string()),
+    }
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

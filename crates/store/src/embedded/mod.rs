@@ -1,0 +1,549 @@
+//! The embedded engine: WAL → in-memory Arrow buffer → Parquet files, queried with DataFusion.
+//!
+//! Write path: [`EmbeddedStore::write`] drops events whose `message_id` was seen, encodes each
+//! project's batch as Arrow IPC, appends it to the WAL, fsyncs (one fsync per group of requests:
+//! the `EventManager` groups them) and only then makes the rows visible in the buffer and
+//! returns. Flush: the WAL segment is rotated and the buffer sealed in one step, the sealed rows
+//! are written to Parquet, and one catalog transaction records the files together with the WAL
+//! segment they cover; the segment is then deleted. A crash at any point replays exactly the
+//! segments that the catalog does not cover, so nothing acknowledged is lost or doubled.
+
+mod buffer;
+mod codec;
+mod dedup;
+mod engine;
+mod partition;
+mod percentile;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::prelude::{DataFrame, SessionContext};
+use parking_lot::{Mutex, RwLock};
+use tally_catalog::{Catalog, ParquetFileEntry};
+use tally_core::ProjectId;
+use tally_wal::{Wal, WalConfig};
+
+use self::buffer::Buffer;
+use self::dedup::DedupIndex;
+use crate::plan::{AggregateQuery, ResultTable};
+use crate::schema::{col, records_to_batch};
+use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// Settings of the embedded engine. The defaults suit one machine with a few GiB of memory.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStoreConfig {
+    pub data_dir: PathBuf,
+    /// A WAL segment is closed once it is this large.
+    pub wal_segment_bytes: u64,
+    /// The buffer is flushed to Parquet once it holds this many rows...
+    pub flush_rows: usize,
+    /// ...or when its oldest rows are this old.
+    pub flush_interval: Duration,
+    /// Writes are refused (back-pressure) while the buffer holds this many rows.
+    pub max_buffer_rows: usize,
+    /// How long a `message_id` is remembered for de-duplication, by receive time.
+    pub dedup_window: Duration,
+    /// A day's files are merged into one when there are more than this many.
+    pub compact_after_files: usize,
+    /// Parallelism of queries.
+    pub query_partitions: usize,
+}
+
+impl EmbeddedStoreConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            wal_segment_bytes: 64 << 20,
+            flush_rows: 1_000_000,
+            flush_interval: Duration::from_secs(60),
+            max_buffer_rows: 4_000_000,
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            compact_after_files: 8,
+            query_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// What a flush wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub rows: u64,
+    pub files: usize,
+    pub compacted_files: usize,
+}
+
+/// The embedded engine. Cheap to clone (shares one inner state).
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EmbeddedStoreConfig,
+    catalog: Arc<Catalog>,
+    ctx: SessionContext,
+    /// `None` when opened read-only.
+    writer: Option<Mutex<Writer>>,
+    buffer: RwLock<Buffer>,
+    flush_lock: tokio::sync::Mutex<()>,
+    last_flush: Mutex<Instant>,
+    /// A read-only store sees the files that existed when it opened, and no later ones.
+    pinned_files: Option<Vec<ParquetFileEntry>>,
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("data_dir", &self.config.data_dir)
+            .field("read_only", &self.writer.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Writer {
+    wal: Wal,
+    dedup: DedupIndex,
+}
+
+fn now_us() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+fn day_string(ts_us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(ts_us.div_euclid(DAY_US) * DAY_US)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "0000-00-00".into())
+}
+
+impl EmbeddedStore {
+    /// Opens the data directory for writing: takes its lock, cleans up after a crash, replays the
+    /// WAL and rebuilds the de-duplication index.
+    pub fn open(config: EmbeddedStoreConfig, catalog: Arc<Catalog>) -> Result<Self> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir.display(), e))?;
+        let lock = take_lock(dir)?;
+        remove_unrecorded_files(dir, &catalog)?;
+
+        let persisted = catalog.wal_persisted_through()?.unwrap_or(0);
+        let mut wal_config = WalConfig::new(dir.join("wal"));
+        wal_config.segment_max_bytes = config.wal_segment_bytes;
+        wal_config.first_segment_id_at_least = persisted + 1;
+        let (mut wal, entries) = Wal::open(wal_config)?;
+        let mut buffer = Buffer::default();
+        let mut dedup = DedupIndex::new(config.dedup_window.as_micros() as i64);
+        let mut replayed = 0usize;
+        for entry in entries {
+            if entry.segment <= persisted {
+                continue;
+            }
+            let (project, batches) = codec::decode(&entry.payload)?;
+            for b in batches {
+                replayed += b.num_rows();
+                remember_ids(&mut dedup, &project, &b);
+                buffer.push(&project, b);
+            }
+        }
+        if persisted > 0 {
+            wal.remove_segments_through(persisted)?;
+        }
+        rebuild_dedup(dir, &catalog, &mut dedup, config.dedup_window)?;
+        tracing::info!(
+            replayed_rows = replayed,
+            dedup_ids = dedup.len(),
+            "embedded store opened"
+        );
+        let ctx = engine::new_context(config.query_partitions)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                ctx,
+                writer: Some(Mutex::new(Writer { wal, dedup })),
+                buffer: RwLock::new(buffer),
+                flush_lock: tokio::sync::Mutex::new(()),
+                last_flush: Mutex::new(Instant::now()),
+                pinned_files: None,
+                _lock: Some(lock),
+            }),
+        })
+    }
+
+    /// Opens a consistent read-only view of the data directory, even while a server writes to it:
+    /// the Parquet files recorded now plus the WAL entries they do not cover.
+    pub fn open_read_only(config: EmbeddedStoreConfig, catalog: Arc<Catalog>) -> Result<Self> {
+        let wal_dir = config.data_dir.join("wal");
+        for _ in 0..10 {
+            let before = catalog.wal_persisted_through()?.unwrap_or(0);
+            let entries = if wal_dir.exists() {
+                Wal::read_all(&wal_dir)?
+            } else {
+                Vec::new()
+            };
+            let files = catalog.all_files()?;
+            let after = catalog.wal_persisted_through()?.unwrap_or(0);
+            if before != after {
+                continue; // a flush committed meanwhile: look again
+            }
+            let mut buffer = Buffer::default();
+            for entry in entries.into_iter().filter(|e| e.segment > after) {
+                let (project, batches) = codec::decode(&entry.payload)?;
+                for b in batches {
+                    buffer.push(&project, b);
+                }
+            }
+            let ctx = engine::new_context(config.query_partitions)?;
+            return Ok(Self {
+                inner: Arc::new(Inner {
+                    config,
+                    catalog,
+                    ctx,
+                    writer: None,
+                    buffer: RwLock::new(buffer),
+                    flush_lock: tokio::sync::Mutex::new(()),
+                    last_flush: Mutex::new(Instant::now()),
+                    pinned_files: Some(files),
+                    _lock: None,
+                }),
+            });
+        }
+        Err(StoreError::Internal(
+            "the data directory kept changing while it was being read".into(),
+        ))
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.config.data_dir
+    }
+
+    /// Rows in the buffer (not yet in Parquet).
+    pub fn buffered_rows(&self) -> usize {
+        self.inner.buffer.read().total_rows()
+    }
+
+    /// The project's events with `from <= timestamp < to` may be in these files and batches.
+    fn sources(
+        &self,
+        project: &ProjectId,
+        from: i64,
+        to: i64,
+    ) -> Result<(Vec<String>, Vec<RecordBatch>)> {
+        let (from_day, to_day) = (day_string(from), day_string(to.saturating_sub(1)));
+        // Files and buffer are read under the buffer's lock, so a concurrent flush (which
+        // commits files and drops the sealed rows under the same lock) is seen before or after.
+        let buffer = self.inner.buffer.read();
+        let batches = buffer.batches_for(project);
+        let entries = match &self.inner.pinned_files {
+            Some(files) => files
+                .iter()
+                .filter(|f| &f.project == project && f.day >= from_day && f.day <= to_day)
+                .cloned()
+                .collect(),
+            None => self.inner.catalog.files(project, &from_day, &to_day)?,
+        };
+        drop(buffer);
+        let dir = &self.inner.config.data_dir;
+        let files = entries
+            .iter()
+            .filter(|f| f.max_ts >= from && f.min_ts < to)
+            .map(|f| dir.join(&f.path).to_string_lossy().into_owned())
+            .collect();
+        Ok((files, batches))
+    }
+
+    /// A DataFrame of the project's events in `[from, to)` (more rows may be included; callers
+    /// filter on time themselves).
+    pub async fn frame(&self, project: &ProjectId, from: i64, to: i64) -> Result<DataFrame> {
+        let (files, batches) = self.sources(project, from, to)?;
+        engine::events_frame(&self.inner.ctx, files, batches).await
+    }
+
+    /// Writes the buffer to Parquet now.
+    pub async fn flush_now(&self) -> Result<FlushReport> {
+        let _one_at_a_time = self.inner.flush_lock.lock().await;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.flush_blocking())
+            .await
+            .map_err(|e| StoreError::Internal(format!("flush task failed: {e}")))?
+    }
+
+    /// Flushes when the buffer is large or old enough, expires de-duplication ids and removes
+    /// files deleted by compaction a while ago. Called periodically by the server.
+    pub async fn maintain(&self) -> Result<Option<FlushReport>> {
+        let due = {
+            let rows = self.inner.buffer.read().open_rows();
+            rows >= self.inner.config.flush_rows
+                || (rows > 0
+                    && self.inner.last_flush.lock().elapsed() >= self.inner.config.flush_interval)
+        };
+        if let Some(w) = &self.inner.writer {
+            w.lock().dedup.expire(now_us());
+        }
+        let report = if due {
+            Some(self.flush_now().await?)
+        } else {
+            None
+        };
+        let cutoff = (Utc::now() - chrono::Duration::minutes(10))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        for path in self.inner.catalog.purge_deleted_files(&cutoff)? {
+            let p = self.inner.config.data_dir.join(&path);
+            if let Err(e) = std::fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "could not remove a compacted file");
+            }
+        }
+        Ok(report)
+    }
+}
+
+impl Inner {
+    fn writer(&self) -> Result<&Mutex<Writer>> {
+        self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("the store was opened read-only".into()))
+    }
+
+    fn write_blocking(&self, batches: Vec<ProjectBatch>) -> Result<WriteOutcome> {
+        let mut w = self.writer()?.lock();
+        let incoming: usize = batches.iter().map(|b| b.records.len()).sum();
+        if self.buffer.read().total_rows() + incoming > self.config.max_buffer_rows {
+            return Err(StoreError::Overloaded(
+                "the in-memory buffer is full while Parquet files are written".into(),
+            ));
+        }
+        let mut outcome = WriteOutcome::default();
+        let mut fresh: HashSet<(ProjectId, [u8; 16])> = HashSet::new();
+        let mut encoded = Vec::with_capacity(batches.len());
+        for ProjectBatch {
+            project,
+            mut records,
+        } in batches
+        {
+            records.retain(|r| match &r.message_id {
+                Some(id)
+                    if w.dedup.contains(&project, id) || !fresh.insert((project.clone(), *id)) =>
+                {
+                    outcome.duplicates += 1;
+                    false
+                }
+                _ => true,
+            });
+            if records.is_empty() {
+                continue;
+            }
+            outcome.stored += records.len();
+            let batch = records_to_batch(&records)?;
+            let payload = codec::encode(&project, &batch)?;
+            encoded.push((project, batch, payload));
+        }
+        if encoded.is_empty() {
+            return Ok(outcome);
+        }
+        let payloads: Vec<&[u8]> = encoded.iter().map(|(_, _, p)| p.as_slice()).collect();
+        w.wal.append(&payloads)?;
+        w.wal.sync()?;
+        // Durable from here on: remember the ids and make the rows visible.
+        let mut buffer = self.buffer.write();
+        for (project, batch, _) in encoded {
+            remember_ids(&mut w.dedup, &project, &batch);
+            buffer.push(&project, batch);
+        }
+        Ok(outcome)
+    }
+
+    fn flush_blocking(&self) -> Result<FlushReport> {
+        let (sealed_segment, sealed) = {
+            let mut w = self.writer()?.lock();
+            let seg = w.wal.rotate()?;
+            let sealed = self.buffer.write().seal();
+            (seg, sealed)
+        };
+        *self.last_flush.lock() = Instant::now();
+        let mut report = FlushReport::default();
+        let mut added = Vec::new();
+        let written: Result<()> = (|| {
+            for (project, batches) in &sealed {
+                for f in partition::write_partitions(&self.config.data_dir, project, batches)? {
+                    report.rows += f.rows;
+                    added.push(f);
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            self.buffer.write().unseal();
+            for f in &added {
+                let _ = std::fs::remove_file(self.config.data_dir.join(&f.path));
+            }
+            return Err(e);
+        }
+        report.files = added.len();
+        {
+            let mut buffer = self.buffer.write();
+            if let Err(e) = self.catalog.commit_files(&added, &[], sealed_segment) {
+                buffer.unseal();
+                return Err(e.into());
+            }
+            buffer.drop_sealed();
+        }
+        if let Some(seg) = sealed_segment {
+            self.writer()?.lock().wal.remove_segments_through(seg)?;
+        }
+        let mut days: Vec<(ProjectId, String)> = added
+            .iter()
+            .map(|f| (f.project.clone(), f.day.clone()))
+            .collect();
+        days.sort();
+        days.dedup();
+        for (project, day) in days {
+            report.compacted_files += self.compact_day(&project, &day)?;
+        }
+        if report.rows > 0 {
+            tracing::info!(
+                rows = report.rows,
+                files = report.files,
+                compacted = report.compacted_files,
+                "flushed buffer to parquet"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Merges a day's files into one when there are too many. Returns how many were merged.
+    fn compact_day(&self, project: &ProjectId, day: &str) -> Result<usize> {
+        let files = self.catalog.files(project, day, day)?;
+        if files.len() <= self.config.compact_after_files {
+            return Ok(0);
+        }
+        let Some(merged) = partition::compact_files(&self.config.data_dir, project, &files)? else {
+            return Ok(0);
+        };
+        let removed: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        {
+            let _consistent_with_queries = self.buffer.write();
+            self.catalog.commit_files(&[merged], &removed, None)?;
+        }
+        Ok(removed.len())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn write(&self, batches: Vec<ProjectBatch>) -> Result<WriteOutcome> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.write_blocking(batches))
+            .await
+            .map_err(|e| StoreError::Internal(format!("write task failed: {e}")))?
+    }
+
+    async fn aggregate(&self, query: &AggregateQuery) -> Result<ResultTable> {
+        let frame = self.frame(&query.project, query.from, query.to).await?;
+        engine::aggregate(frame, query).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.flush_now().await.map(|_| ())
+    }
+}
+
+fn take_lock(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(path.display(), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StoreError::Locked(path.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(path.display(), e)),
+    }
+}
+
+/// Removes what a crash can leave behind: half-written `.tmp` files, files written but never
+/// recorded in the catalog, and files of compactions whose deletion was pending.
+fn remove_unrecorded_files(dir: &Path, catalog: &Catalog) -> Result<()> {
+    let far_future = "9999-12-31T00:00:00Z";
+    for p in catalog.purge_deleted_files(far_future)? {
+        let _ = std::fs::remove_file(dir.join(p));
+    }
+    let recorded: HashSet<String> = catalog.all_file_paths()?.into_iter().collect();
+    let events = dir.join(partition::EVENTS_DIR);
+    if !events.exists() {
+        return Ok(());
+    }
+    let mut stack = vec![events];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| StoreError::io(d.display(), e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(dir)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !recorded.contains(&rel) {
+                tracing::warn!(path = %path.display(), "removing a file no flush recorded");
+                std::fs::remove_file(&path).map_err(|e| StoreError::io(path.display(), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remember_ids(dedup: &mut DedupIndex, project: &ProjectId, batch: &RecordBatch) {
+    let ids = partition::fixed_binary_values(batch, col::MESSAGE_ID);
+    let Some(received) = batch
+        .column_by_name(col::RECEIVED_AT)
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+    else {
+        return;
+    };
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(id) = id {
+            dedup.insert(project, id, received.value(i));
+        }
+    }
+}
+
+/// Loads the ids of events received within the window from the Parquet files written since.
+fn rebuild_dedup(
+    dir: &Path,
+    catalog: &Catalog,
+    dedup: &mut DedupIndex,
+    window: Duration,
+) -> Result<()> {
+    let since =
+        Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(7));
+    let cutoff = since.timestamp_micros();
+    for f in
+        catalog.files_created_since(&since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?
+    {
+        for b in partition::read_file(&dir.join(&f.path))? {
+            remember_ids(dedup, &f.project, &b);
+        }
+    }
+    dedup.expire(cutoff.max(now_us() - window.as_micros() as i64));
+    Ok(())
+}

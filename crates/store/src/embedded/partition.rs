@@ -1,0 +1,225 @@
+//! Parquet partitions: one folder per project and UTC day, files sorted by timestamp, ZSTD with
+//! dictionary encoding. Files are written beside their final name and renamed into place, so a
+//! file under its final name is always complete; only the catalog makes it part of the table.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::DateTime;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use tally_catalog::ParquetFileEntry;
+use tally_core::ProjectId;
+
+use crate::schema::{col, event_schema};
+use crate::{Result, StoreError};
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// The folder that holds every Parquet file, relative to the data dir.
+pub(crate) const EVENTS_DIR: &str = "events";
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]))
+        // Random 16-byte ids do not compress with a dictionary; skip it for them.
+        .set_column_dictionary_enabled(col::MESSAGE_ID.into(), false)
+        .build()
+}
+
+fn day_of(ts_us: i64) -> String {
+    DateTime::from_timestamp_micros(ts_us.div_euclid(DAY_US) * DAY_US)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "0000-00-00".into())
+}
+
+fn timestamps(
+    batch: &RecordBatch,
+) -> Result<&datafusion::arrow::array::PrimitiveArray<TimestampMicrosecondType>> {
+    batch
+        .column_by_name(col::TIMESTAMP)
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .ok_or_else(|| StoreError::Internal("batch without a timestamp column".into()))
+}
+
+/// Sorts `batches` by timestamp and writes one file per UTC day under the project's folder.
+pub(crate) fn write_partitions(
+    data_dir: &Path,
+    project: &ProjectId,
+    batches: &[RecordBatch],
+) -> Result<Vec<ParquetFileEntry>> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(Vec::new());
+    }
+    let all = concat_batches(&event_schema(), batches)?;
+    let sorted = sort_by_time(&all)?;
+    let ts = timestamps(&sorted)?;
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < sorted.num_rows() {
+        let day = ts.value(start).div_euclid(DAY_US);
+        let mut end = start + 1;
+        while end < sorted.num_rows() && ts.value(end).div_euclid(DAY_US) == day {
+            end += 1;
+        }
+        let slice = sorted.slice(start, end - start);
+        out.push(write_file(data_dir, project, &slice)?);
+        start = end;
+    }
+    sync_dir(&data_dir.join(EVENTS_DIR).join(project.as_str()))?;
+    Ok(out)
+}
+
+fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
+    let ts = batch
+        .column_by_name(col::TIMESTAMP)
+        .ok_or_else(|| StoreError::Internal("batch without a timestamp column".into()))?;
+    let idx = lexsort_to_indices(
+        &[SortColumn {
+            values: Arc::clone(ts),
+            options: None,
+        }],
+        None,
+    )?;
+    Ok(take_record_batch(batch, &idx)?)
+}
+
+/// Writes one file of rows that all fall on one UTC day (already sorted by time).
+fn write_file(
+    data_dir: &Path,
+    project: &ProjectId,
+    batch: &RecordBatch,
+) -> Result<ParquetFileEntry> {
+    let ts = timestamps(batch)?;
+    let (min_ts, max_ts) = (ts.value(0), ts.value(ts.len() - 1));
+    let day = day_of(min_ts);
+    let rel: PathBuf = [
+        EVENTS_DIR,
+        project.as_str(),
+        &day,
+        &format!("{}.parquet", uuid::Uuid::now_v7()),
+    ]
+    .iter()
+    .collect();
+    let path = data_dir.join(&rel);
+    let dir = path.parent().unwrap_or(data_dir);
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir.display(), e))?;
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(|e| StoreError::io(tmp.display(), e))?;
+    let mut w = ArrowWriter::try_new(file, event_schema(), Some(writer_properties()))?;
+    w.write(batch)?;
+    let file = w.into_inner()?;
+    file.sync_all()
+        .map_err(|e| StoreError::io(tmp.display(), e))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(path.display(), e))?;
+    sync_dir(dir)?;
+    Ok(ParquetFileEntry {
+        path: rel.to_string_lossy().into_owned(),
+        project: project.clone(),
+        day,
+        rows: batch.num_rows() as u64,
+        bytes,
+        min_ts,
+        max_ts,
+    })
+}
+
+/// Reads whole files back (for compaction and start-up scans).
+pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| StoreError::io(path.display(), e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(64 * 1024)
+        .build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Merges the files of one day into one, sorted. Returns the new entry (the caller commits it).
+pub(crate) fn compact_files(
+    data_dir: &Path,
+    project: &ProjectId,
+    files: &[ParquetFileEntry],
+) -> Result<Option<ParquetFileEntry>> {
+    let mut batches = Vec::new();
+    for f in files {
+        batches.extend(read_file(&data_dir.join(&f.path))?);
+    }
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(None);
+    }
+    let all = concat_batches(&event_schema(), &batches)?;
+    let sorted = sort_by_time(&all)?;
+    Ok(Some(write_file(data_dir, project, &sorted)?))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir.display(), e))
+}
+
+/// Column values as they appear in a file, for tests and start-up scans.
+pub(crate) fn fixed_binary_values(batch: &RecordBatch, name: &str) -> Vec<Option<[u8; 16]>> {
+    let Some(arr) = batch
+        .column_by_name(name)
+        .and_then(|c| c.as_fixed_size_binary_opt())
+    else {
+        return Vec::new();
+    };
+    (0..arr.len())
+        .map(|i| {
+            if arr.is_null(i) {
+                None
+            } else {
+                arr.value(i).try_into().ok()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::EventRecord;
+
+    #[test]
+    fn splits_by_day_and_sorts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ProjectId::generate();
+        let mk = |ts: i64| EventRecord {
+            timestamp: ts,
+            event: "e".into(),
+            person_id: "p".into(),
+            ..Default::default()
+        };
+        let b = crate::schema::records_to_batch(&[mk(DAY_US + 5), mk(3), mk(DAY_US + 1), mk(1)])
+            .unwrap();
+        let files = write_partitions(dir.path(), &p, &[b]).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].day, "1970-01-01");
+        assert_eq!((files[0].min_ts, files[0].max_ts), (1, 3));
+        assert_eq!((files[1].min_ts, files[1].max_ts), (DAY_US + 1, DAY_US + 5));
+        let back = read_file(&dir.path().join(&files[1].path)).unwrap();
+        assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        let merged = compact_files(dir.path(), &p, &files).unwrap().unwrap();
+        assert_eq!(merged.rows, 4);
+    }
+}

@@ -1,0 +1,99 @@
+//! Storage: where processed events live and how a query description runs over them.
+//!
+//! Every engine implements [`Store`]: `write` makes a group of processed events durable and
+//! visible, `aggregate` runs one [`AggregateQuery`] (the engine-neutral query description that the
+//! query layer compiles rules into). The embedded engine ([`EmbeddedStore`]) keeps a WAL, an
+//! in-memory Arrow buffer and Parquet files partitioned by project and day, queried with
+//! DataFusion. A ClickHouse engine will implement the same trait.
+//!
+//! This crate never parses client input and never interprets rules: it stores records and executes
+//! query descriptions.
+
+mod embedded;
+pub mod plan;
+pub mod schema;
+
+use std::fmt;
+
+use tally_core::{EventRecord, ProjectId};
+
+pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport};
+pub use plan::{AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable};
+
+/// Processed events of one project, in arrival order.
+#[derive(Debug, Clone)]
+pub struct ProjectBatch {
+    pub project: ProjectId,
+    pub records: Vec<EventRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take more right now (buffer full, persistence behind): retry later.
+    #[error("the store is overloaded: {0}")]
+    Overloaded(String),
+    /// The query description is invalid for this engine.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// The query hit a resource limit (time, rows, memory).
+    #[error("{0}")]
+    ResourcesExhausted(String),
+    #[error("the data directory is in use by another Tally process ({0})")]
+    Locked(String),
+    #[error("WAL: {0}")]
+    Wal(#[from] tally_wal::WalError),
+    #[error("metadata: {0}")]
+    Catalog(#[from] tally_catalog::CatalogError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    #[error("query engine: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// Is this the caller's fault (a bad query) rather than the store's?
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Self::InvalidQuery(_) | Self::ResourcesExhausted(_))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Events stored.
+    pub stored: usize,
+    /// Events dropped because their `message_id` was already stored.
+    pub duplicates: usize,
+}
+
+/// A storage engine.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Makes the batches durable and visible to queries, in one commit. Returns only once durable.
+    async fn write(&self, batches: Vec<ProjectBatch>) -> Result<WriteOutcome>;
+
+    /// Runs one query description.
+    async fn aggregate(&self, query: &AggregateQuery) -> Result<ResultTable>;
+
+    /// Persists everything buffered (used at shutdown and by tests and benchmarks).
+    async fn flush(&self) -> Result<()>;
+}

@@ -1,0 +1,70 @@
+//! The engine-neutral query description. The query layer compiles `AggregationRule`s into it and
+//! every engine compiles it to its own dialect (DataFusion plans here, ClickHouse SQL later).
+
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde_json::Value;
+use tally_core::{Interval, ProjectId};
+
+/// A value of the events table: a column, or a path inside a JSON column (`properties`,
+/// `context_extra`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FieldRef {
+    Column(String),
+    Json { column: String, path: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    Count,
+    /// Distinct `person_id`s.
+    UniquePersons,
+    Sum(FieldRef),
+    Avg(FieldRef),
+    Min(FieldRef),
+    Max(FieldRef),
+    /// Exact percentile with linear interpolation (as PostgreSQL's `percentile_cont`), `0..=1`.
+    Percentile(FieldRef, f64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterOp {
+    Eq(Value),
+    /// True also where the field is missing (`IS DISTINCT FROM`).
+    Neq(Value),
+    In(Vec<Value>),
+    /// Substring match on the text of the field.
+    Contains(String),
+    Gt(Value),
+    Lt(Value),
+    Exists,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub field: FieldRef,
+    pub op: FilterOp,
+}
+
+/// Aggregate the events of `project` with `from <= timestamp < to` that pass every filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateQuery {
+    pub project: ProjectId,
+    /// Microseconds since the epoch, UTC.
+    pub from: i64,
+    pub to: i64,
+    pub timezone: Tz,
+    pub filters: Vec<Filter>,
+    pub bucket: Option<Interval>,
+    pub group_by: Vec<FieldRef>,
+    pub measure: Measure,
+    /// At most this many groups (ordered by value, descending) per bucket.
+    pub limit: Option<usize>,
+}
+
+/// A result: named columns and rows of JSON values. Bucket columns hold RFC 3339 strings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultTable {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
