@@ -1,0 +1,82 @@
+//! `tally serve`'s settings: every one a flag and a `TALLY_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tally_collect::{EventManagerConfig, Limits};
+use tally_process::IpMode;
+use tally_store::EmbeddedStoreConfig;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Where Tally keeps everything (metadata, WAL, Parquet files).
+    #[arg(
+        long,
+        env = "TALLY_DATA_DIR",
+        default_value = "./tally-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// What is kept of client IP addresses: drop, truncate (/24 and /48) or keep.
+    #[arg(long, env = "TALLY_IP_MODE", default_value = "truncate", value_parser = clap::value_parser!(IpMode))]
+    pub ip_mode: IpMode,
+
+    /// Events that may wait for the WAL at once; beyond it ingest answers 503.
+    #[arg(long, env = "TALLY_QUEUE_CAPACITY", default_value_t = 200_000)]
+    pub queue_capacity: usize,
+
+    /// Largest request body, in bytes, as sent.
+    #[arg(long, env = "TALLY_MAX_BODY_BYTES", default_value_t = 5 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Most events in one request.
+    #[arg(long, env = "TALLY_MAX_BATCH_EVENTS", default_value_t = 10_000)]
+    pub max_batch_events: usize,
+
+    /// Rows buffered in memory before they are written to Parquet.
+    #[arg(long, env = "TALLY_FLUSH_ROWS", default_value_t = 1_000_000)]
+    pub flush_rows: usize,
+
+    /// Longest time rows stay only in the buffer (and WAL), e.g. `60s`.
+    #[arg(long, env = "TALLY_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Rows the buffer may hold before ingest gets back-pressure.
+    #[arg(long, env = "TALLY_MAX_BUFFER_ROWS", default_value_t = 4_000_000)]
+    pub max_buffer_rows: usize,
+
+    /// How long `message_id`s are remembered for de-duplication, e.g. `7d`.
+    #[arg(long, env = "TALLY_DEDUP_WINDOW", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub dedup_window: Duration,
+}
+
+impl ServeConfig {
+    pub fn store_config(&self) -> EmbeddedStoreConfig {
+        let mut c = EmbeddedStoreConfig::new(&self.data_dir);
+        c.flush_rows = self.flush_rows;
+        c.flush_interval = self.flush_interval;
+        c.max_buffer_rows = self.max_buffer_rows;
+        c.dedup_window = self.dedup_window;
+        c
+    }
+
+    pub fn manager_config(&self) -> EventManagerConfig {
+        EventManagerConfig {
+            queue_capacity: self.queue_capacity.max(self.max_batch_events),
+            ..EventManagerConfig::default()
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_batch_events: self.max_batch_events,
+            ..Limits::default()
+        }
+    }
+}

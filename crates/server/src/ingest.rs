@@ -1,0 +1,204 @@
+//! `POST /v1/events`: decode, parse each event on its own, process, queue, and answer once the
+//! accepted events are durable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Serialize;
+use tally_catalog::KeyScope;
+use tally_collect::{EventSink, SinkError, SubmitError, Weighted, body, native};
+use tally_core::{EventRecord, FieldError, ProjectId};
+use tally_store::{ProjectBatch, Store, StoreError};
+
+use crate::auth::authorize;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// One project's processed events, as queued in the `EventManager`.
+#[derive(Debug)]
+pub struct IngestBatch(pub ProjectBatch);
+
+impl Weighted for IngestBatch {
+    fn weight(&self) -> usize {
+        self.0.records.len()
+    }
+}
+
+/// Writes queued groups to the store, one project batch per project.
+#[derive(Debug)]
+pub(crate) struct StoreSink {
+    store: Arc<dyn Store>,
+}
+
+impl StoreSink {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+impl EventSink<IngestBatch> for StoreSink {
+    async fn write(&mut self, items: Vec<IngestBatch>) -> Result<(), SinkError> {
+        let mut by_project: HashMap<ProjectId, Vec<EventRecord>> = HashMap::new();
+        for IngestBatch(b) in items {
+            by_project.entry(b.project).or_default().extend(b.records);
+        }
+        let batches = by_project
+            .into_iter()
+            .map(|(project, records)| ProjectBatch { project, records })
+            .collect();
+        match self.store.write(batches).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Overloaded(m)) => Err(SinkError {
+                overloaded: true,
+                message: m,
+            }),
+            Err(e) => Err(SinkError {
+                overloaded: false,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Rejection {
+    index: usize,
+    error: FieldError,
+}
+
+#[derive(Debug, Serialize)]
+struct IngestAnswer {
+    accepted: usize,
+    rejected: Vec<Rejection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
+}
+
+pub(crate) async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let s = &state.inner;
+    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Write)?;
+    let limits = s.limits;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {} bytes", limits.max_body_bytes),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(too_large());
+    }
+    // Room for this body in memory, or 503: bounded memory however many clients send at once.
+    let reserve = declared
+        .unwrap_or(limits.max_body_bytes)
+        .clamp(1, limits.max_body_bytes);
+    let _memory = Arc::clone(&s.inflight_bytes)
+        .try_acquire_many_owned(reserve as u32)
+        .map_err(|_| {
+            s.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            ApiError::overloaded("too many requests are being processed; retry shortly")
+        })?;
+    let bytes = to_bytes(body, limits.max_body_bytes)
+        .await
+        .map_err(|_| too_large())?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let schemas = s.schemas(&project)?;
+    let processor = Arc::clone(&s.processor);
+    let received_at = Utc::now();
+    let project_for_work = project.clone();
+
+    // Decoding and processing are CPU work: keep them off the async workers.
+    let (records, rejected) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let json =
+            body::decode_encoding(&bytes, encoding.as_deref(), &limits).map_err(body_error)?;
+        let raws = body::split_events(&json, &limits).map_err(body_error)?;
+        let mut records = Vec::with_capacity(raws.len());
+        let mut rejected = Vec::new();
+        for (index, raw) in raws.into_iter().enumerate() {
+            let result = native::parse_event(raw, limits.max_event_bytes)
+                .and_then(|ev| processor.process(&project_for_work, &schemas, ev, received_at));
+            match result {
+                Ok(r) => records.push(r),
+                Err(error) => rejected.push(Rejection { index, error }),
+            }
+        }
+        Ok((records, rejected))
+    })
+    .await
+    .map_err(|e| ApiError::internal("processing the events failed", e))??;
+
+    let accepted = records.len();
+    if accepted > 0 {
+        s.manager
+            .submit(vec![IngestBatch(ProjectBatch { project, records })])
+            .await
+            .map_err(|e| match e {
+                SubmitError::Overloaded => {
+                    s.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                    ApiError::overloaded("Tally cannot keep up right now; retry shortly")
+                }
+                SubmitError::TooLarge(n) => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_events",
+                    format!("{n} events do not fit in the ingest queue"),
+                ),
+                SubmitError::Closed => ApiError::overloaded("Tally is shutting down"),
+                SubmitError::Sink(e) => ApiError::internal("storing the events failed", e),
+            })?;
+    }
+    s.counters
+        .accepted
+        .fetch_add(accepted as u64, Ordering::Relaxed);
+    s.counters
+        .rejected
+        .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+
+    let all_rejected = accepted == 0 && !rejected.is_empty();
+    let answer = IngestAnswer {
+        accepted,
+        error: all_rejected.then(|| {
+            let first = &rejected[0].error;
+            serde_json::json!({
+                "code": "all_events_rejected",
+                "message": format!("no event was accepted; the first problem: {}", first),
+                "field": format!("events[{}].{}", rejected[0].index, first.field),
+            })
+        }),
+        rejected,
+    };
+    let status = if all_rejected {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(answer)).into_response())
+}
+
+fn body_error(e: body::BodyError) -> ApiError {
+    let status = match e {
+        body::BodyError::TooLarge { .. } | body::BodyError::TooManyEvents { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        body::BodyError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.code(), e.to_string()).field("body")
+}

@@ -1,0 +1,131 @@
+//! The server: HTTP routes that wire the stages together (collect → process → store → query).
+//!
+//! Nothing else imports this crate. It owns authentication, the mapping of every stage's errors
+//! to HTTP answers (`{"error": {"code", "message", "field"}}`), `/metrics`, background
+//! maintenance and graceful shutdown.
+
+mod auth;
+mod config;
+mod error;
+mod ingest;
+mod metrics;
+mod query;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tally_catalog::Catalog;
+use tally_collect::EventManager;
+use tally_process::{EventProcessor, ProcessorConfig};
+use tally_store::{EmbeddedStore, Store};
+use tokio::net::TcpListener;
+
+pub use config::ServeConfig;
+pub use ingest::IngestBatch;
+pub use state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] tally_store::StoreError),
+    #[error(transparent)]
+    Catalog(#[from] tally_catalog::CatalogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the metadata store, the embedded engine, and the pipeline.
+pub fn open_catalog(config: &ServeConfig) -> Result<Arc<Catalog>, ServerError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    Ok(Arc::new(Catalog::open(
+        &config.data_dir.join("meta.sqlite"),
+    )?))
+}
+
+/// Builds the router over a state (used by `serve` and by in-process tests).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/metrics", get(metrics::render))
+        .route("/v1/events", post(ingest::post_events))
+        .route("/v1/query", post(query::post_query))
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+/// Starts everything and serves until SIGINT/SIGTERM; then drains the queue and flushes.
+pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
+    let catalog = open_catalog(&config)?;
+    let store = EmbeddedStore::open(config.store_config(), Arc::clone(&catalog))?;
+    let processor = Arc::new(EventProcessor::new(ProcessorConfig {
+        ip_mode: config.ip_mode,
+        ..ProcessorConfig::default()
+    }));
+    let (manager, writer) = EventManager::start(
+        ingest::StoreSink::new(Arc::new(store.clone())),
+        config.manager_config(),
+    );
+    let state = AppState::new(catalog, store.clone(), processor, manager, config.limits());
+
+    let maintenance = tokio::spawn(maintain(store.clone()));
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "tally is listening");
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    tracing::info!("shutting down: draining the queue and flushing");
+    maintenance.abort();
+    drop(state);
+    let _ = writer.await;
+    store.flush().await?;
+    Ok(())
+}
+
+async fn maintain(store: EmbeddedStore) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.maintain().await {
+            tracing::error!(error = %e, "background maintenance failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,98 @@
+//! What every handler shares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tally_catalog::Catalog;
+use tally_collect::{EventManager, Limits};
+use tally_core::ProjectId;
+use tally_process::{EventProcessor, ProjectSchemas};
+use tally_query::Aggregator;
+use tally_store::EmbeddedStore;
+use tokio::sync::Semaphore;
+
+use crate::auth::KeyCache;
+use crate::error::ApiError;
+use crate::ingest::IngestBatch;
+
+/// Bytes of request bodies being decoded and processed at once; beyond it ingest answers 503.
+const MAX_INFLIGHT_BODY_BYTES: usize = 256 << 20;
+const SCHEMA_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) store: EmbeddedStore,
+    pub(crate) aggregator: Aggregator,
+    pub(crate) processor: Arc<EventProcessor>,
+    pub(crate) manager: EventManager<IngestBatch>,
+    pub(crate) limits: Limits,
+    pub(crate) keys: KeyCache,
+    pub(crate) inflight_bytes: Arc<Semaphore>,
+    schemas: Mutex<HashMap<ProjectId, (Instant, Arc<ProjectSchemas>)>>,
+    pub(crate) counters: crate::metrics::Counters,
+}
+
+impl AppState {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        store: EmbeddedStore,
+        processor: Arc<EventProcessor>,
+        manager: EventManager<IngestBatch>,
+        limits: Limits,
+    ) -> Self {
+        let aggregator = Aggregator::new(Arc::new(store.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                catalog,
+                store,
+                aggregator,
+                processor,
+                manager,
+                limits,
+                keys: KeyCache::default(),
+                inflight_bytes: Arc::new(Semaphore::new(MAX_INFLIGHT_BODY_BYTES)),
+                schemas: Mutex::new(HashMap::new()),
+                counters: Default::default(),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    /// The project's event schemas, re-read from the catalog every few seconds.
+    pub(crate) fn schemas(&self, project: &ProjectId) -> Result<Arc<ProjectSchemas>, ApiError> {
+        if let Some((at, s)) = self.schemas.lock().get(project)
+            && at.elapsed() < SCHEMA_TTL
+        {
+            return Ok(Arc::clone(s));
+        }
+        let load = || -> Result<ProjectSchemas, tally_catalog::CatalogError> {
+            let p = self.catalog.find_project(project.as_str())?;
+            let schemas = self
+                .catalog
+                .schemas(project)?
+                .into_iter()
+                .map(|s| (s.event.clone(), s))
+                .collect();
+            Ok(ProjectSchemas {
+                schemas,
+                strict: p.strict_schemas,
+            })
+        };
+        let s = Arc::new(
+            load().map_err(|e| ApiError::internal("loading the project's schemas failed", e))?,
+        );
+        self.schemas
+            .lock()
+            .insert(project.clone(), (Instant::now(), Arc::clone(&s)));
+        Ok(s)
+    }
+}

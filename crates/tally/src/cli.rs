@@ -1,0 +1,86 @@
+//! The command line: `tally serve`, `tally project ...`, `tally schemas ...`, `tally query`,
+//! `tally import`.
+
+mod import;
+mod project;
+mod query;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tally_server::ServeConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about = "Self-hosted usage analytics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (HTTP ingest and query) on the embedded store.
+    Serve(ServeConfig),
+    /// Create and list projects.
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
+    /// Register typed event schemas.
+    #[command(subcommand)]
+    Schemas(project::SchemaCommand),
+    /// Run aggregation rules (the body of `POST /v1/query`) and print the results.
+    Query(query::QueryArgs),
+    /// Import newline-delimited JSON events (optionally .gz) with the BatchProcessor.
+    Import(import::ImportArgs),
+}
+
+/// The data directory flag shared by the commands that open it.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DataDirArg {
+    /// Where Tally keeps everything.
+    #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
+    pub(crate) data_dir: PathBuf,
+}
+
+pub(crate) fn run() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(config) => runtime().and_then(|rt| {
+            rt.block_on(tally_server::serve(config))
+                .map_err(anyhow::Error::from)
+        }),
+        Command::Project(cmd) => project::run_project(cmd),
+        Command::Schemas(cmd) => project::run_schemas(cmd),
+        Command::Query(args) => runtime().and_then(|rt| rt.block_on(query::run(args))),
+        Command::Import(args) => runtime().and_then(|rt| rt.block_on(import::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub(crate) fn open_catalog(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<tally_catalog::Catalog>> {
+    std::fs::create_dir_all(data_dir)?;
+    Ok(std::sync::Arc::new(tally_catalog::Catalog::open(
+        &data_dir.join("meta.sqlite"),
+    )?))
+}

@@ -1,0 +1,207 @@
+//! Helpers for end-to-end tests: a real `tally serve` child process on an ephemeral port.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tally");
+
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub write_key: String,
+    pub read_key: String,
+}
+
+/// `tally project create NAME --json` on `data_dir`.
+pub fn create_project(data_dir: &Path, name: &str) -> Project {
+    let out = Command::new(BIN)
+        .args(["project", "create", name, "--json", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run tally project create");
+    assert!(
+        out.status.success(),
+        "project create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("project create prints JSON");
+    Project {
+        id: v["id"].as_str().unwrap().to_owned(),
+        name: v["name"].as_str().unwrap().to_owned(),
+        write_key: v["write_key"].as_str().unwrap().to_owned(),
+        read_key: v["read_key"].as_str().unwrap().to_owned(),
+    }
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Server {
+    /// Starts `tally serve` on `data_dir` with extra flags and waits until `/health` answers.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            url: String::new(),
+            data_dir: data_dir.to_owned(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let port = free_port();
+        self.url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("TALLY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tally serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = client();
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", self.url)).send()
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("tally serve exited early: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tally serve did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY-free: `kill` the command-line tool sends SIGTERM.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if c.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("tally serve did not stop on SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn restart_after_kill9(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let r = client()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .expect("request");
+        let status = r.status().as_u16();
+        let v = r.json().unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    pub fn post_raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = client().post(format!("{}{path}", self.url)).body(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().expect("request");
+        let status = r.status().as_u16();
+        let h = r.headers().clone();
+        let v = r.json().unwrap_or(Value::Null);
+        (status, v, h)
+    }
+
+    /// Runs a query and returns its `results`, panicking with the answer if it failed.
+    pub fn query(&self, key: &str, body: &Value) -> Value {
+        let (status, v) = self.post("/v1/query", key, body);
+        assert_eq!(status, 200, "query failed: {v}");
+        v["results"].clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
