@@ -1,5 +1,5 @@
 //! `message_id` idempotency: ids seen within a window of receive time are remembered; an event
-//! whose id was seen is not stored again. The window (default 7 days) bounds the memory used.
+//! whose id was seen is not stored again. The window (default 24 hours, as client retries come within minutes or hours) bounds the memory used.
 
 use std::collections::{HashSet, VecDeque};
 

@@ -12,8 +12,8 @@ use datafusion::arrow::compute::{
     SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
 };
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -143,13 +143,20 @@ fn write_file(
     })
 }
 
-/// Reads whole files back (for compaction and start-up scans).
+/// Reads whole files back (for compaction).
 pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    read_columns(path, None)
+}
+
+/// Reads some columns (all when `None`) of a file.
+pub(crate) fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
     let file = File::open(path).map_err(|e| StoreError::io(path.display(), e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(64 * 1024)
-        .build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(64 * 1024);
+    if let Some(names) = columns {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Merges the files of one day into one, sorted. Returns the new entry (the caller commits it).

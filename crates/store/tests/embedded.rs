@@ -1,0 +1,130 @@
+//! The embedded engine's life cycle: flushes, compaction, restarts, crash debris and read-only views.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tally_catalog::Catalog;
+use tally_core::{EventRecord, ProjectId};
+use tally_store::{
+    AggregateQuery, EmbeddedStore, EmbeddedStoreConfig, Measure, ProjectBatch, Store,
+};
+
+const DAY: i64 = 86_400_000_000;
+const T0: i64 = 1_790_000_000_000_000 - 1_790_000_000_000_000 % DAY; // a UTC midnight in 2026
+
+fn records(n: usize, offset: usize) -> Vec<EventRecord> {
+    (0..n)
+        .map(|i| EventRecord {
+            timestamp: T0 + ((offset + i) as i64) * 1_000_000,
+            // Ids are remembered by receive time, within the window.
+            received_at: chrono::Utc::now().timestamp_micros(),
+            event: "e".into(),
+            person_id: format!("u{}", i % 3),
+            message_id: Some(((offset + i) as u128).to_be_bytes()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn count_query(project: &ProjectId) -> AggregateQuery {
+    AggregateQuery {
+        project: project.clone(),
+        from: T0 - DAY,
+        to: T0 + 2 * DAY,
+        timezone: chrono_tz::Tz::UTC,
+        filters: vec![],
+        bucket: None,
+        group_by: vec![],
+        measure: Measure::Count,
+        limit: None,
+    }
+}
+
+async fn count(store: &EmbeddedStore, project: &ProjectId) -> u64 {
+    let t = store.aggregate(&count_query(project)).await.unwrap();
+    match &t.rows[0][0] {
+        Value::Number(n) => n.as_u64().unwrap(),
+        other => panic!("{other}"),
+    }
+}
+
+fn open(dir: &std::path::Path) -> (EmbeddedStore, Arc<Catalog>) {
+    let catalog = Arc::new(Catalog::open(&dir.join("meta.sqlite")).unwrap());
+    let store = EmbeddedStore::open(EmbeddedStoreConfig::new(dir), Arc::clone(&catalog)).unwrap();
+    (store, catalog)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushes_compact_and_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, catalog) = open(dir.path());
+    let project = catalog.create_project("p").unwrap().id;
+    let day = chrono::DateTime::from_timestamp_micros(T0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+
+    // Ten flushes of one day: more files than the compaction threshold, merged into one.
+    for i in 0..10 {
+        store
+            .write(vec![ProjectBatch {
+                project: project.clone(),
+                records: records(10, i * 10),
+            }])
+            .await
+            .unwrap();
+        store.flush_now().await.unwrap();
+    }
+    let files = catalog.files(&project, &day, &day).unwrap();
+    assert!(files.len() < 9, "compacted: {} files", files.len());
+    assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 100);
+    assert_eq!(count(&store, &project).await, 100);
+
+    // Duplicates of flushed events are still recognised (the id index outlives the buffer).
+    let outcome = store
+        .write(vec![ProjectBatch {
+            project: project.clone(),
+            records: records(10, 95),
+        }])
+        .await
+        .unwrap();
+    assert_eq!((outcome.stored, outcome.duplicates), (5, 5));
+
+    // A read-only view sees flushed and buffered events alike.
+    let ro =
+        EmbeddedStore::open_read_only(EmbeddedStoreConfig::new(dir.path()), Arc::clone(&catalog))
+            .unwrap();
+    assert_eq!(count(&ro, &project).await, 105);
+
+    // The data directory is locked while a writer has it.
+    assert!(
+        EmbeddedStore::open(EmbeddedStoreConfig::new(dir.path()), Arc::clone(&catalog)).is_err()
+    );
+
+    // Restart without a flush: the 5 buffered events come back from the WAL, once.
+    drop(store);
+    drop(ro);
+    // Debris a crash could leave: a half-written file and a file no flush recorded.
+    let debris = dir.path().join("events").join(project.as_str()).join(&day);
+    std::fs::write(debris.join("x.parquet.tmp"), b"half").unwrap();
+    std::fs::write(debris.join("y.parquet"), b"unrecorded").unwrap();
+    let (store, _catalog) = open(dir.path());
+    assert_eq!(count(&store, &project).await, 105);
+    assert!(!debris.join("x.parquet.tmp").exists() && !debris.join("y.parquet").exists());
+    let outcome = store
+        .write(vec![ProjectBatch {
+            project: project.clone(),
+            records: records(3, 100),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.duplicates, 3,
+        "ids replayed from the WAL are remembered"
+    );
+    store.flush_now().await.unwrap();
+    drop(store);
+    let (store, _catalog) = open(dir.path());
+    assert_eq!(count(&store, &project).await, 105);
+    assert_eq!(store.buffered_rows(), 0);
+}
