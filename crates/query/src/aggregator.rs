@@ -9,6 +9,7 @@ use tally_core::time::{TimeRangeSpec, format_rfc3339};
 use tally_core::{FieldError, ProjectId, TimeRange};
 use tally_store::{Measure, ResultTable, Store, StoreError};
 
+use crate::funnel::FunnelQuery;
 use crate::rule::AggregationRule;
 
 /// At most this many rules in one request.
@@ -16,12 +17,54 @@ pub const MAX_RULES: usize = 50;
 /// At most this many buckets per rule (a year of hours fits).
 pub const MAX_BUCKETS: usize = 10_000;
 
-/// `POST /v1/query`'s body.
+/// `POST /v1/query`'s body. `rules` may mix kinds; each result is keyed by its name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     pub time_range: TimeRangeSpec,
-    pub rules: Vec<AggregationRule>,
+    pub rules: Vec<QueryItem>,
+}
+
+/// One entry of `rules`: an aggregation rule (no `kind`, or `"kind": "trend"`) or a funnel
+/// (`"kind": "funnel"`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum QueryItem {
+    Rule(AggregationRule),
+    Funnel(FunnelQuery),
+}
+
+impl QueryItem {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Rule(r) => &r.name,
+            Self::Funnel(f) => &f.name,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for QueryItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut v = serde_json::Map::<String, Value>::deserialize(d)?;
+        let kind = match v.remove("kind") {
+            None => "trend".to_owned(),
+            Some(Value::String(k)) => k,
+            Some(_) => return Err(D::Error::custom("`kind` must be a string")),
+        };
+        let v = Value::Object(v);
+        match kind.as_str() {
+            "trend" => serde_json::from_value(v)
+                .map(Self::Rule)
+                .map_err(D::Error::custom),
+            "funnel" => serde_json::from_value(v)
+                .map(Self::Funnel)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "unknown kind `{other}`: use trend or funnel"
+            ))),
+        }
+    }
 }
 
 /// `POST /v1/query`'s answer: each result under its rule's name.
@@ -56,7 +99,31 @@ impl Aggregator {
         request: &QueryRequest,
     ) -> Result<QueryResponse, QueryError> {
         let range = TimeRange::from_spec(&request.time_range, "time_range")?;
-        self.aggregate(project, &request.rules, &range).await
+        check_names(request.rules.iter().map(QueryItem::name))?;
+        let rules: Vec<AggregationRule> = request
+            .rules
+            .iter()
+            .filter_map(|i| match i {
+                QueryItem::Rule(r) => Some(r.clone()),
+                QueryItem::Funnel(_) => None,
+            })
+            .collect();
+        let mut results = if rules.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.aggregate(project, &rules, &range).await?.results
+        };
+        for (i, item) in request.rules.iter().enumerate() {
+            if let QueryItem::Funnel(f) = item {
+                let (q, window) = f.compile(project, &range, &format!("rules[{i}]"))?;
+                let events = self.store.step_events(&q).await?;
+                results.insert(
+                    f.name.clone(),
+                    f.evaluate(&events, window, range.to.timestamp_micros()),
+                );
+            }
+        }
+        Ok(QueryResponse { results })
     }
 
     /// Applies every rule to the project's events in `range`.
@@ -74,18 +141,10 @@ impl Aggregator {
             )
             .into());
         }
-        let mut names = HashSet::new();
+        check_names(rules.iter().map(|r| r.name.as_str()))?;
         let mut queries = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             let at = format!("rules[{i}]");
-            if !names.insert(rule.name.as_str()) {
-                return Err(FieldError::new(
-                    "duplicate_name",
-                    format!("{at}.name"),
-                    format!("two rules are named `{}`", rule.name),
-                )
-                .into());
-            }
             if let Some(iv) = rule.interval {
                 let n = iv.buckets(range).len();
                 if n > MAX_BUCKETS {
@@ -121,6 +180,29 @@ impl Aggregator {
         }
         Ok(QueryResponse { results })
     }
+}
+
+fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), QueryError> {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        if !seen.insert(name) {
+            return Err(FieldError::new(
+                "duplicate_name",
+                format!("rules[{i}].name"),
+                format!("two rules are named `{name}`"),
+            )
+            .into());
+        }
+    }
+    if seen.is_empty() || seen.len() > MAX_RULES {
+        return Err(FieldError::new(
+            "invalid_rules",
+            "rules",
+            format!("between 1 and {MAX_RULES} rules"),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A time series without groups gets a row for every bucket of the range: 0 for counts, null

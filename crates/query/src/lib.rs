@@ -9,8 +9,12 @@
 
 mod aggregator;
 mod fields;
+mod funnel;
 mod rule;
 
-pub use aggregator::{Aggregator, MAX_BUCKETS, MAX_RULES, QueryError, QueryRequest, QueryResponse};
+pub use aggregator::{
+    Aggregator, MAX_BUCKETS, MAX_RULES, QueryError, QueryItem, QueryRequest, QueryResponse,
+};
 pub use fields::resolve_field;
+pub use funnel::{FunnelQuery, FunnelStep};
 pub use rule::{AggregationRule, FilterSpec, MeasureSpec};

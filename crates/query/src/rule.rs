@@ -184,7 +184,7 @@ impl AggregationRule {
     }
 }
 
-fn compile_filter(f: &FilterSpec, at: &str) -> Result<Filter, FieldError> {
+pub(crate) fn compile_filter(f: &FilterSpec, at: &str) -> Result<Filter, FieldError> {
     let (field, op, value) = match f {
         FilterSpec::Triple(parts) => {
             let field = parts.first().and_then(Value::as_str);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tally_collect::{EventManagerConfig, Limits};
 use tally_process::IpMode;
-use tally_store::EmbeddedStoreConfig;
+use tally_store::{EmbeddedStoreConfig, SqlLimits};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
@@ -50,8 +50,20 @@ pub struct ServeConfig {
     #[arg(long, env = "TALLY_MAX_BUFFER_ROWS", default_value_t = 4_000_000)]
     pub max_buffer_rows: usize,
 
-    /// How long `message_id`s are remembered for de-duplication, e.g. `7d`.
-    #[arg(long, env = "TALLY_DEDUP_WINDOW", default_value = "7d", value_parser = humantime::parse_duration)]
+    /// Longest a `POST /v1/sql` statement may run, e.g. `30s`.
+    #[arg(long, env = "TALLY_SQL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub sql_timeout: Duration,
+
+    /// Most rows a `POST /v1/sql` statement returns.
+    #[arg(long, env = "TALLY_SQL_MAX_ROWS", default_value_t = 10_000)]
+    pub sql_max_rows: usize,
+
+    /// Most memory a `POST /v1/sql` statement may use, in bytes.
+    #[arg(long, env = "TALLY_SQL_MEMORY_BYTES", default_value_t = 512 << 20)]
+    pub sql_memory_bytes: usize,
+
+    /// How long `message_id`s are remembered for de-duplication, e.g. `24h` or `7d`. Memory grows with the events received within it.
+    #[arg(long, env = "TALLY_DEDUP_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
     pub dedup_window: Duration,
 }
 
@@ -69,6 +81,14 @@ impl ServeConfig {
         EventManagerConfig {
             queue_capacity: self.queue_capacity.max(self.max_batch_events),
             ..EventManagerConfig::default()
+        }
+    }
+
+    pub fn sql_limits(&self) -> SqlLimits {
+        SqlLimits {
+            timeout: self.sql_timeout,
+            max_rows: self.sql_max_rows.max(1),
+            memory_bytes: self.sql_memory_bytes,
         }
     }
 

@@ -10,6 +10,7 @@ mod error;
 mod ingest;
 mod metrics;
 mod query;
+mod sql;
 mod state;
 
 use std::net::SocketAddr;
@@ -62,7 +63,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/v1/events", post(ingest::post_events))
         .route("/v1/query", post(query::post_query))
+        .route("/v1/sql", post(sql::post_sql))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }
 
@@ -78,7 +81,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
         ingest::StoreSink::new(Arc::new(store.clone())),
         config.manager_config(),
     );
-    let state = AppState::new(catalog, store.clone(), processor, manager, config.limits());
+    let state = AppState::new(
+        catalog,
+        store.clone(),
+        processor,
+        manager,
+        config.limits(),
+        config.sql_limits(),
+    );
 
     let maintenance = tokio::spawn(maintain(store.clone()));
     let listener = TcpListener::bind(&config.listen)

@@ -10,7 +10,7 @@ use tally_collect::{EventManager, Limits};
 use tally_core::ProjectId;
 use tally_process::{EventProcessor, ProjectSchemas};
 use tally_query::Aggregator;
-use tally_store::EmbeddedStore;
+use tally_store::{EmbeddedStore, SqlLimits};
 use tokio::sync::Semaphore;
 
 use crate::auth::KeyCache;
@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::ingest::IngestBatch;
 
 /// Bytes of request bodies being decoded and processed at once; beyond it ingest answers 503.
-const MAX_INFLIGHT_BODY_BYTES: usize = 256 << 20;
+pub(crate) const MAX_INFLIGHT_BODY_BYTES: usize = 256 << 20;
 const SCHEMA_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
@@ -34,6 +34,7 @@ pub(crate) struct Inner {
     pub(crate) processor: Arc<EventProcessor>,
     pub(crate) manager: EventManager<IngestBatch>,
     pub(crate) limits: Limits,
+    pub(crate) sql_limits: SqlLimits,
     pub(crate) keys: KeyCache,
     pub(crate) inflight_bytes: Arc<Semaphore>,
     schemas: Mutex<HashMap<ProjectId, (Instant, Arc<ProjectSchemas>)>>,
@@ -47,6 +48,7 @@ impl AppState {
         processor: Arc<EventProcessor>,
         manager: EventManager<IngestBatch>,
         limits: Limits,
+        sql_limits: SqlLimits,
     ) -> Self {
         let aggregator = Aggregator::new(Arc::new(store.clone()));
         Self {
@@ -57,6 +59,7 @@ impl AppState {
                 processor,
                 manager,
                 limits,
+                sql_limits,
                 keys: KeyCache::default(),
                 inflight_bytes: Arc::new(Semaphore::new(MAX_INFLIGHT_BODY_BYTES)),
                 schemas: Mutex::new(HashMap::new()),

@@ -17,8 +17,10 @@ use std::fmt;
 
 use tally_core::{EventRecord, ProjectId};
 
-pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport};
-pub use plan::{AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable};
+pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport, SqlLimits, SqlResult};
+pub use plan::{
+    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, StepEvent, StepQuery,
+};
 
 /// Processed events of one project, in arrival order.
 #[derive(Debug, Clone)]
@@ -93,6 +95,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Runs one query description.
     async fn aggregate(&self, query: &AggregateQuery) -> Result<ResultTable>;
+
+    /// The events matching any step of `query`, ordered by person, then time.
+    async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>>;
 
     /// Persists everything buffered (used at shutdown and by tests and benchmarks).
     async fn flush(&self) -> Result<()>;

@@ -68,3 +68,24 @@ pub struct ResultTable {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
 }
+
+/// The events of a project, in `[from, to)`, that match at least one of several steps: the input
+/// of funnels. Each step is a conjunction of filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepQuery {
+    pub project: ProjectId,
+    pub from: i64,
+    pub to: i64,
+    pub steps: Vec<Vec<Filter>>,
+    /// A field whose text value is returned with each event (for breakdowns).
+    pub breakdown: Option<FieldRef>,
+}
+
+/// One event of a [`StepQuery`]: whose, when, which steps it matches (bit `i` for step `i`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepEvent {
+    pub person: String,
+    pub timestamp: i64,
+    pub steps: u64,
+    pub breakdown: Option<String>,
+}

@@ -167,7 +167,7 @@ fn bad_requests_get_clear_errors() {
         (
             json!({"time_range": {"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z"}, "rules": [{"name": "n", "interval": "fortnight"}]}),
             "invalid_body",
-            "rules[0].interval",
+            "rules[0]",
         ),
         (
             json!({"time_range": {"from": "2020-01-01T00:00:00Z", "to": "2026-11-02T00:00:00Z"}, "rules": [{"name": "n", "interval": "minute"}]}),
@@ -187,10 +187,27 @@ fn bad_requests_get_clear_errors() {
         if !field.is_empty() {
             let got = v["error"]["field"].as_str().unwrap_or_default();
             assert!(got.starts_with(field), "{q} -> {v}");
+            if code == "invalid_body" {
+                // The path inside the rule is in the message.
+                let message = v["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains("fortnight") || message.contains("bogus"),
+                    "{v}"
+                );
+            }
         }
     }
 
-    // Unknown endpoints are JSON too.
+    // Unknown endpoints and methods are JSON too.
     let (s, v) = server.post("/v1/nope", &p.read_key, &json!({}));
     assert_eq!((s, error_code(&v)), (404, "not_found"));
+    let r = common::client()
+        .get(format!("{}/v1/events", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(
+        error_code(&r.json::<Value>().unwrap()),
+        "method_not_allowed"
+    );
 }

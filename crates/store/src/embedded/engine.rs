@@ -19,12 +19,21 @@ use serde_json::Value;
 use tally_core::Interval;
 use tally_core::time::format_rfc3339;
 
-use crate::plan::{AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable};
+use crate::plan::{
+    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, StepEvent, StepQuery,
+};
 use crate::schema::{col, event_schema, is_column, is_string_column};
 use crate::{Result, StoreError};
 
 /// A DataFusion session set up for the events table.
 pub(crate) fn new_context(target_partitions: usize) -> Result<SessionContext> {
+    let mut ctx = SessionContext::new_with_config(session_config(target_partitions));
+    datafusion_functions_json::register_all(&mut ctx)?;
+    Ok(ctx)
+}
+
+/// The session settings every query of the events table runs with.
+pub(crate) fn session_config(target_partitions: usize) -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_target_partitions(target_partitions.max(1))
         .with_batch_size(8192)
@@ -34,9 +43,7 @@ pub(crate) fn new_context(target_partitions: usize) -> Result<SessionContext> {
     opts.execution.parquet.reorder_filters = true;
     opts.execution.parquet.schema_force_view_types = false;
     opts.sql_parser.enable_ident_normalization = false;
-    let mut ctx = SessionContext::new_with_config(config);
-    datafusion_functions_json::register_all(&mut ctx)?;
-    Ok(ctx)
+    config
 }
 
 /// The events of one project as a DataFrame: Parquet `files` (absolute paths) plus buffered
@@ -287,6 +294,64 @@ pub(crate) async fn aggregate(frame: DataFrame, q: &AggregateQuery) -> Result<Re
         rows = kept;
     }
     Ok(ResultTable { columns, rows })
+}
+
+/// Fetches the events that match any step, with a bit mask of the steps each one matches.
+pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<StepEvent>> {
+    if q.steps.is_empty() || q.steps.len() > 63 {
+        return Err(invalid("a funnel has 1 to 63 steps"));
+    }
+    let time = ident(col::TIMESTAMP)
+        .gt_eq(ts_lit(q.from))
+        .and(ident(col::TIMESTAMP).lt(ts_lit(q.to)));
+    let mut any = lit(false);
+    let mut mask = lit(0i64);
+    for (i, step) in q.steps.iter().enumerate() {
+        let mut pred = lit(true);
+        for f in step {
+            pred = pred.and(filter_expr(f)?);
+        }
+        // A NULL comparison (a missing property) means "does not match".
+        let matched = datafusion::functions::expr_fn::coalesce(vec![pred, lit(false)]);
+        any = any.or(matched.clone());
+        mask =
+            mask + datafusion::logical_expr::when(matched, lit(1i64 << i)).otherwise(lit(0i64))?;
+    }
+    let breakdown = match &q.breakdown {
+        Some(f) => field_expr(f, As::Text)?,
+        None => lit(ScalarValue::Utf8(None)),
+    };
+    let df = frame
+        .filter(time.and(any))?
+        .select(vec![
+            ident(col::PERSON_ID).alias("person"),
+            cast(ident(col::TIMESTAMP), DataType::Int64).alias("ts"),
+            mask.alias("steps"),
+            cast(breakdown, DataType::Utf8).alias("breakdown"),
+        ])?
+        .sort(vec![
+            ident("person").sort(true, false),
+            ident("ts").sort(true, false),
+        ])?;
+    let mut out = Vec::new();
+    for b in df.collect().await? {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let person = b.column(0).as_string::<i32>();
+        let ts = b.column(1).as_primitive::<Int64Type>();
+        let steps = b.column(2).as_primitive::<Int64Type>();
+        let brk = b.column(3).as_string::<i32>();
+        for r in 0..b.num_rows() {
+            out.push(StepEvent {
+                person: person.value(r).to_owned(),
+                timestamp: ts.value(r),
+                steps: steps.value(r) as u64,
+                breakdown: (!datafusion::arrow::array::Array::is_null(brk, r))
+                    .then(|| brk.value(r).to_owned()),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Bucket ascending, then value descending, then group values ascending.

@@ -14,6 +14,7 @@ mod dedup;
 mod engine;
 mod partition;
 mod percentile;
+mod sql;
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -32,7 +33,8 @@ use tally_wal::{Wal, WalConfig};
 
 use self::buffer::Buffer;
 use self::dedup::DedupIndex;
-use crate::plan::{AggregateQuery, ResultTable};
+pub use self::sql::{SqlLimits, SqlResult};
+use crate::plan::{AggregateQuery, ResultTable, StepEvent, StepQuery};
 use crate::schema::{col, records_to_batch};
 use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
 
@@ -66,7 +68,7 @@ impl EmbeddedStoreConfig {
             flush_rows: 1_000_000,
             flush_interval: Duration::from_secs(60),
             max_buffer_rows: 4_000_000,
-            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            dedup_window: Duration::from_secs(24 * 3600),
             compact_after_files: 8,
             query_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
@@ -455,6 +457,11 @@ impl Store for EmbeddedStore {
         engine::aggregate(frame, query).await
     }
 
+    async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>> {
+        let frame = self.frame(&query.project, query.from, query.to).await?;
+        engine::step_events(frame, query).await
+    }
+
     async fn flush(&self) -> Result<()> {
         self.flush_now().await.map(|_| ())
     }
@@ -540,7 +547,8 @@ fn rebuild_dedup(
     for f in
         catalog.files_created_since(&since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?
     {
-        for b in partition::read_file(&dir.join(&f.path))? {
+        let columns = [col::MESSAGE_ID, col::RECEIVED_AT];
+        for b in partition::read_columns(&dir.join(&f.path), Some(&columns))? {
             remember_ids(dedup, &f.project, &b);
         }
     }
