@@ -10,6 +10,7 @@ use tally_core::{FieldError, ProjectId, TimeRange};
 use tally_store::{Measure, ResultTable, Store, StoreError};
 
 use crate::funnel::FunnelQuery;
+use crate::retention::RetentionQuery;
 use crate::rule::AggregationRule;
 
 /// At most this many rules in one request.
@@ -32,6 +33,7 @@ pub struct QueryRequest {
 pub enum QueryItem {
     Rule(AggregationRule),
     Funnel(FunnelQuery),
+    Retention(RetentionQuery),
 }
 
 impl QueryItem {
@@ -39,6 +41,7 @@ impl QueryItem {
         match self {
             Self::Rule(r) => &r.name,
             Self::Funnel(f) => &f.name,
+            Self::Retention(r) => &r.name,
         }
     }
 }
@@ -54,17 +57,27 @@ impl<'de> Deserialize<'de> for QueryItem {
         };
         let v = Value::Object(v);
         match kind.as_str() {
-            "trend" => serde_json::from_value(v)
-                .map(Self::Rule)
-                .map_err(D::Error::custom),
-            "funnel" => serde_json::from_value(v)
-                .map(Self::Funnel)
-                .map_err(D::Error::custom),
+            "trend" => parse_item(v).map(Self::Rule),
+            "funnel" => parse_item(v).map(Self::Funnel),
+            "retention" => parse_item(v).map(Self::Retention),
             other => Err(D::Error::custom(format!(
-                "unknown kind `{other}`: use trend or funnel"
+                "unknown kind `{other}`: use trend, funnel or retention"
             ))),
         }
     }
+}
+
+/// Parses one item; errors say where inside it, since the request's path ends at the item.
+fn parse_item<T: serde::de::DeserializeOwned, E: serde::de::Error>(v: Value) -> Result<T, E> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            E::custom(inner)
+        } else {
+            E::custom(format!("{path}: {inner}"))
+        }
+    })
 }
 
 /// `POST /v1/query`'s answer: each result under its rule's name.
@@ -105,7 +118,7 @@ impl Aggregator {
             .iter()
             .filter_map(|i| match i {
                 QueryItem::Rule(r) => Some(r.clone()),
-                QueryItem::Funnel(_) => None,
+                QueryItem::Funnel(_) | QueryItem::Retention(_) => None,
             })
             .collect();
         let mut results = if rules.is_empty() {
@@ -114,13 +127,20 @@ impl Aggregator {
             self.aggregate(project, &rules, &range).await?.results
         };
         for (i, item) in request.rules.iter().enumerate() {
-            if let QueryItem::Funnel(f) = item {
-                let (q, window) = f.compile(project, &range, &format!("rules[{i}]"))?;
-                let events = self.store.step_events(&q).await?;
-                results.insert(
-                    f.name.clone(),
-                    f.evaluate(&events, window, range.to.timestamp_micros()),
-                );
+            let at = format!("rules[{i}]");
+            let end = range.to.timestamp_micros();
+            match item {
+                QueryItem::Rule(_) => {}
+                QueryItem::Funnel(f) => {
+                    let (q, window) = f.compile(project, &range, &at)?;
+                    let events = self.store.step_events(&q).await?;
+                    results.insert(f.name.clone(), f.evaluate(&events, window, end));
+                }
+                QueryItem::Retention(r) => {
+                    let (q, periods) = r.compile(project, &range, &at)?;
+                    let events = self.store.step_events(&q).await?;
+                    results.insert(r.name.clone(), r.evaluate(&events, &periods, end));
+                }
             }
         }
         Ok(QueryResponse { results })

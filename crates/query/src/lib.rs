@@ -10,6 +10,7 @@
 mod aggregator;
 mod fields;
 mod funnel;
+mod retention;
 mod rule;
 
 pub use aggregator::{
@@ -17,4 +18,5 @@ pub use aggregator::{
 };
 pub use fields::resolve_field;
 pub use funnel::{FunnelQuery, FunnelStep};
+pub use retention::RetentionQuery;
 pub use rule::{AggregationRule, FilterSpec, MeasureSpec};
