@@ -89,6 +89,21 @@ impl From<tally_query::QueryError> for ApiError {
     }
 }
 
+/// Reads a whole JSON body of at most `limit` bytes and parses it into `T`.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    })?;
+    parse_json(&bytes)
+}
+
 /// Parses a JSON body into `T`, naming the path of the offending field on failure.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

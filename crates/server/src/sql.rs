@@ -1,7 +1,7 @@
 //! `POST /v1/sql`: read-only SQL over the project's events (table `events`), within limits.
 
 use axum::Json;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use tally_catalog::KeyScope;
 use tally_store::{SqlResult, StoreError};
 
 use crate::auth::authorize;
-use crate::error::{ApiError, parse_json};
+use crate::error::{ApiError, read_json};
 use crate::state::AppState;
 
 const MAX_SQL_BODY: usize = 256 << 10;
@@ -30,14 +30,7 @@ pub(crate) async fn post_sql(
 ) -> Result<Json<SqlResult>, ApiError> {
     let s = &state.inner;
     let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Read)?;
-    let bytes = to_bytes(body, MAX_SQL_BODY).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("a SQL body is at most {MAX_SQL_BODY} bytes"),
-        )
-    })?;
-    let request: SqlRequest = parse_json(&bytes)?;
+    let request: SqlRequest = read_json(body, MAX_SQL_BODY).await?;
     let mut limits = s.sql_limits;
     if let Some(n) = request.max_rows {
         limits.max_rows = n.clamp(1, limits.max_rows);
