@@ -9,6 +9,7 @@ mod files;
 mod keys;
 mod migrations;
 mod projects;
+mod rules;
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ use rusqlite::Connection;
 pub use files::{ParquetFileEntry, WAL_PERSISTED_KEY};
 pub use keys::{ApiKey, KeyScope};
 pub use projects::{CreatedProject, Project};
+pub use rules::SavedRule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

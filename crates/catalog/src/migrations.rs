@@ -39,6 +39,15 @@ const MIGRATIONS: &[&str] = &[
         deleted_at TEXT
      );
      CREATE INDEX parquet_files_by_day ON parquet_files(project_id, day) WHERE deleted_at IS NULL;",
+    // 2: saved aggregation rules (kept live as rollups).
+    "CREATE TABLE rules (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        rule_json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, name)
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

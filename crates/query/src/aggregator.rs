@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tally_core::time::{TimeRangeSpec, format_rfc3339};
+use tally_core::time::TimeRangeSpec;
 use tally_core::{FieldError, ProjectId, TimeRange};
-use tally_store::{Measure, ResultTable, Store, StoreError};
+use tally_store::{ResultTable, Store, StoreError};
 
+use crate::formula::FormulaQuery;
 use crate::funnel::FunnelQuery;
 use crate::retention::RetentionQuery;
 use crate::rule::AggregationRule;
@@ -24,6 +25,10 @@ pub const MAX_BUCKETS: usize = 10_000;
 pub struct QueryRequest {
     pub time_range: TimeRangeSpec,
     pub rules: Vec<QueryItem>,
+    /// Compute every result from the raw events, never from a rollup (rollups count distinct
+    /// persons with a sketch; raw events count them exactly).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact: bool,
 }
 
 /// One entry of `rules`: an aggregation rule (no `kind`, or `"kind": "trend"`) or a funnel
@@ -34,6 +39,7 @@ pub enum QueryItem {
     Rule(AggregationRule),
     Funnel(FunnelQuery),
     Retention(RetentionQuery),
+    Formula(FormulaQuery),
 }
 
 impl QueryItem {
@@ -42,6 +48,7 @@ impl QueryItem {
             Self::Rule(r) => &r.name,
             Self::Funnel(f) => &f.name,
             Self::Retention(r) => &r.name,
+            Self::Formula(f) => &f.name,
         }
     }
 }
@@ -60,8 +67,9 @@ impl<'de> Deserialize<'de> for QueryItem {
             "trend" => parse_item(v).map(Self::Rule),
             "funnel" => parse_item(v).map(Self::Funnel),
             "retention" => parse_item(v).map(Self::Retention),
+            "formula" => parse_item(v).map(Self::Formula),
             other => Err(D::Error::custom(format!(
-                "unknown kind `{other}`: use trend, funnel or retention"
+                "unknown kind `{other}`: use trend, funnel, retention or formula"
             ))),
         }
     }
@@ -84,6 +92,9 @@ fn parse_item<T: serde::de::DeserializeOwned, E: serde::de::Error>(v: Value) -> 
 #[derive(Debug, Clone, Serialize)]
 pub struct QueryResponse {
     pub results: BTreeMap<String, ResultTable>,
+    /// The names of the results that a rollup answered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub from_rollups: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,19 +129,22 @@ impl Aggregator {
             .iter()
             .filter_map(|i| match i {
                 QueryItem::Rule(r) => Some(r.clone()),
-                QueryItem::Funnel(_) | QueryItem::Retention(_) => None,
+                QueryItem::Funnel(_) | QueryItem::Retention(_) | QueryItem::Formula(_) => None,
             })
             .collect();
-        let mut results = if rules.is_empty() {
-            BTreeMap::new()
+        let (mut results, from_rollups) = if rules.is_empty() {
+            (BTreeMap::new(), Vec::new())
         } else {
-            self.aggregate(project, &rules, &range).await?.results
+            let r = self
+                .aggregate_with(project, &rules, &range, !request.exact)
+                .await?;
+            (r.results, r.from_rollups)
         };
         for (i, item) in request.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
             let end = range.to.timestamp_micros();
             match item {
-                QueryItem::Rule(_) => {}
+                QueryItem::Rule(_) | QueryItem::Formula(_) => {}
                 QueryItem::Funnel(f) => {
                     let (q, window) = f.compile(project, &range, &at)?;
                     let events = self.store.step_events(&q).await?;
@@ -143,15 +157,35 @@ impl Aggregator {
                 }
             }
         }
-        Ok(QueryResponse { results })
+        let trends: HashSet<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+        for (i, item) in request.rules.iter().enumerate() {
+            if let QueryItem::Formula(f) = item {
+                let table = f.evaluate(&results, &trends, &format!("rules[{i}]"))?;
+                results.insert(f.name.clone(), table);
+            }
+        }
+        Ok(QueryResponse {
+            results,
+            from_rollups,
+        })
     }
 
-    /// Applies every rule to the project's events in `range`.
+    /// Applies every rule to the project's events in `range` (from rollups where they can answer).
     pub async fn aggregate(
         &self,
         project: &ProjectId,
         rules: &[AggregationRule],
         range: &TimeRange,
+    ) -> Result<QueryResponse, QueryError> {
+        self.aggregate_with(project, rules, range, true).await
+    }
+
+    async fn aggregate_with(
+        &self,
+        project: &ProjectId,
+        rules: &[AggregationRule],
+        range: &TimeRange,
+        use_rollups: bool,
     ) -> Result<QueryResponse, QueryError> {
         if rules.is_empty() || rules.len() > MAX_RULES {
             return Err(FieldError::new(
@@ -181,24 +215,33 @@ impl Aggregator {
             }
             queries.push(rule.compile(project, range, &at)?);
         }
-        let tables =
-            futures::future::try_join_all(queries.iter().map(|q| self.store.aggregate(q))).await?;
+        let store = self.store.as_ref();
+        let outcomes = futures::future::try_join_all(
+            rules
+                .iter()
+                .zip(&queries)
+                .map(|(rule, q)| crate::trends::trend(store, rule, q, range, use_rollups)),
+        )
+        .await?;
         let mut results = BTreeMap::new();
-        for ((rule, q), mut table) in rules.iter().zip(&queries).zip(tables) {
+        let mut from_rollups = Vec::new();
+        for (rule, (mut table, rolled)) in rules.iter().zip(outcomes) {
             // Group columns are named as the rule names them (`context.country`).
-            let mut columns = Vec::with_capacity(rule.group_by.len() + 2);
-            if rule.interval.is_some() {
-                columns.push("bucket".to_owned());
+            let offset = usize::from(rule.interval.is_some());
+            for (i, g) in rule.group_by.iter().enumerate() {
+                if let Some(c) = table.columns.get_mut(offset + i) {
+                    c.clone_from(g);
+                }
             }
-            columns.extend(rule.group_by.iter().cloned());
-            columns.push("value".to_owned());
-            table.columns = columns;
-            if let (Some(iv), true) = (rule.interval, rule.group_by.is_empty()) {
-                fill_buckets(&mut table, &iv.buckets(range), &q.measure);
+            if rolled {
+                from_rollups.push(rule.name.clone());
             }
             results.insert(rule.name.clone(), table);
         }
-        Ok(QueryResponse { results })
+        Ok(QueryResponse {
+            results,
+            from_rollups,
+        })
     }
 }
 
@@ -223,29 +266,4 @@ fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), QueryErro
         .into());
     }
     Ok(())
-}
-
-/// A time series without groups gets a row for every bucket of the range: 0 for counts, null
-/// for measures of nothing.
-fn fill_buckets(table: &mut ResultTable, buckets: &[chrono::DateTime<chrono::Utc>], m: &Measure) {
-    let empty = match m {
-        Measure::Count | Measure::UniquePersons => Value::from(0),
-        _ => Value::Null,
-    };
-    let mut by_bucket: BTreeMap<String, Value> = table
-        .rows
-        .drain(..)
-        .filter_map(|r| match (r.first(), r.get(1)) {
-            (Some(Value::String(b)), Some(v)) => Some((b.clone(), v.clone())),
-            _ => None,
-        })
-        .collect();
-    table.rows = buckets
-        .iter()
-        .map(|b| {
-            let key = format_rfc3339(*b);
-            let v = by_bucket.remove(&key).unwrap_or_else(|| empty.clone());
-            vec![Value::String(key), v]
-        })
-        .collect();
 }

@@ -9,14 +9,17 @@
 
 mod aggregator;
 mod fields;
+mod formula;
 mod funnel;
 mod retention;
 mod rule;
+mod trends;
 
 pub use aggregator::{
     Aggregator, MAX_BUCKETS, MAX_RULES, QueryError, QueryItem, QueryRequest, QueryResponse,
 };
 pub use fields::resolve_field;
+pub use formula::FormulaQuery;
 pub use funnel::{FunnelQuery, FunnelStep};
 pub use retention::RetentionQuery;
-pub use rule::{AggregationRule, FilterSpec, MeasureSpec};
+pub use rule::{AggregationRule, Compare, FilterSpec, MeasureSpec, OTHER_GROUP};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_core::{FieldError, Interval, ProjectId, TimeRange};
-use tally_store::{AggregateQuery, Filter, FilterOp, Measure};
+use tally_store::{AggregateQuery, Filter, FilterOp, Measure, RollupDef};
 
 use crate::fields::resolve_field;
 
@@ -25,15 +25,37 @@ pub struct AggregationRule {
     pub group_by: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
-    /// At most this many groups per bucket, the largest first.
+    /// At most this many groups per bucket, the largest first (with `other`: the largest over the
+    /// whole range).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// With `limit`: keep the `limit` largest groups over the whole range and add one `$other`
+    /// group per bucket for everything else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub other: bool,
+    /// `"previous_period"`: add the value of the period just before the range (`previous`) and
+    /// the change (`delta`, `delta_ratio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
+    /// Running totals over the buckets (count, sum; for unique_users the persons seen so far).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cumulative: bool,
 }
+
+/// What a trend is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    PreviousPeriod,
+}
+
+/// The text of the `$other` group.
+pub const OTHER_GROUP: &str = "$other";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeasureSpec {
-    /// count, unique_users, sum, avg, min, max, p50, p90, p95, p99, percentile.
+    /// count, unique_users, dau, wau, mau, sum, avg, min, max, p50, p90, p95, p99, percentile.
     pub op: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property: Option<String>,
@@ -122,6 +144,7 @@ impl AggregationRule {
                 "must be at least 1",
             ));
         }
+        self.check_trend_options(&measure, at)?;
         Ok(AggregateQuery {
             project: project.clone(),
             from: range.from.timestamp_micros(),
@@ -133,6 +156,77 @@ impl AggregationRule {
             measure,
             limit: self.limit,
         })
+    }
+
+    /// The rollup that keeps this rule live for `project`: its filters, groups and measure.
+    /// Validates the rule; [`RollupDef::supported`] says whether a rollup can hold it.
+    pub fn rollup_def(&self, project: &ProjectId) -> Result<RollupDef, FieldError> {
+        let range = TimeRange {
+            from: chrono::DateTime::UNIX_EPOCH,
+            to: chrono::DateTime::UNIX_EPOCH + chrono::Duration::hours(1),
+            timezone: chrono_tz::Tz::UTC,
+        };
+        Ok(RollupDef::of(&self.compile(project, &range, "rule")?))
+    }
+
+    /// For `dau`, `wau` and `mau`: the number of days of activity each value looks back on.
+    pub fn active_days(&self) -> Option<u32> {
+        match self.measure.op.as_str() {
+            "dau" => Some(1),
+            "wau" => Some(7),
+            "mau" => Some(30),
+            _ => None,
+        }
+    }
+
+    fn check_trend_options(&self, measure: &Measure, at: &str) -> Result<(), FieldError> {
+        let bad = |field: &str, msg: &str| {
+            Err(FieldError::new(
+                "invalid_option",
+                format!("{at}.{field}"),
+                msg.to_owned(),
+            ))
+        };
+        if self.active_days().is_some() {
+            if !matches!(self.interval, None | Some(Interval::Day)) {
+                return bad(
+                    "interval",
+                    "dau, wau and mau are daily series: use \"day\" or no interval",
+                );
+            }
+            if self.cumulative || self.other {
+                return bad(
+                    "measure.op",
+                    "dau, wau and mau take neither `cumulative` nor `other`",
+                );
+            }
+        }
+        if self.cumulative {
+            if self.interval.is_none() {
+                return bad("cumulative", "a cumulative series needs an `interval`");
+            }
+            if !matches!(
+                measure,
+                Measure::Count | Measure::Sum(_) | Measure::UniquePersons
+            ) {
+                return bad(
+                    "cumulative",
+                    "cumulative works with count, sum and unique_users",
+                );
+            }
+        }
+        if self.other {
+            if self.limit.is_none() || self.group_by.is_empty() {
+                return bad("other", "`other` needs `group_by` and `limit`");
+            }
+            if self.group_by.len() > 1 && !matches!(measure, Measure::Count | Measure::Sum(_)) {
+                return bad(
+                    "other",
+                    "with several group_by fields, `other` works with count and sum",
+                );
+            }
+        }
+        Ok(())
     }
 
     fn compile_measure(&self, at: &str) -> Result<Measure, FieldError> {
@@ -149,7 +243,8 @@ impl AggregationRule {
         };
         Ok(match m.op.as_str() {
             "count" => Measure::Count,
-            "unique_users" => Measure::UniquePersons,
+            // dau/wau/mau count distinct persons per day; the Aggregator widens the window.
+            "unique_users" | "dau" | "wau" | "mau" => Measure::UniquePersons,
             "sum" => Measure::Sum(property()?),
             "avg" => Measure::Avg(property()?),
             "min" => Measure::Min(property()?),
@@ -176,7 +271,7 @@ impl AggregationRule {
                     "unknown_measure",
                     format!("{at}.op"),
                     format!(
-                        "unknown measure `{other}`: use count, unique_users, sum, avg, min, max, p50, p90, p95, p99 or percentile"
+                        "unknown measure `{other}`: use count, unique_users, dau, wau, mau, sum, avg, min, max, p50, p90, p95, p99 or percentile"
                     ),
                 ));
             }

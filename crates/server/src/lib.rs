@@ -10,6 +10,7 @@ mod error;
 mod ingest;
 mod metrics;
 mod query;
+mod rules;
 mod sql;
 mod state;
 
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 
 pub use config::ServeConfig;
 pub use ingest::IngestBatch;
+pub use rules::save_rule;
 pub use state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(ingest::post_events))
         .route("/v1/query", post(query::post_query))
         .route("/v1/sql", post(sql::post_sql))
+        .route("/v1/rules", post(rules::post_rule).get(rules::list_rules))
+        .route(
+            "/v1/rules/{name}",
+            get(rules::get_rule).delete(rules::delete_rule),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
@@ -91,6 +98,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     );
 
     let maintenance = tokio::spawn(maintain(store.clone()));
+    let rule_sync = tokio::spawn(sync_rules(Arc::clone(&state.inner.catalog), store.clone()));
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -105,6 +113,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
 
     tracing::info!("shutting down: draining the queue and flushing");
     maintenance.abort();
+    rule_sync.abort();
     drop(state);
     let _ = writer.await;
     store.flush().await?;
@@ -118,6 +127,15 @@ async fn maintain(store: EmbeddedStore) {
         if let Err(e) = store.maintain().await {
             tracing::error!(error = %e, "background maintenance failed");
         }
+    }
+}
+
+/// Keeps the rollups in line with the saved rules (the CLI may change them while we run).
+async fn sync_rules(catalog: Arc<Catalog>, store: EmbeddedStore) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        rules::sync(&catalog, &store).await;
     }
 }
 

@@ -19,7 +19,8 @@ use tally_core::{EventRecord, ProjectId};
 
 pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport, SqlLimits, SqlResult};
 pub use plan::{
-    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, StepEvent, StepQuery,
+    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, RollupDef, RollupStatus,
+    StepEvent, StepQuery,
 };
 
 /// Processed events of one project, in arrival order.
@@ -101,4 +102,36 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Persists everything buffered (used at shutdown and by tests and benchmarks).
     async fn flush(&self) -> Result<()>;
+
+    /// Keeps rollup `id` of `def.project` up to date from now on (building it first). An engine
+    /// without rollups refuses.
+    async fn register_rollup(&self, id: &str, def: RollupDef) -> Result<()> {
+        let _ = (id, def);
+        Err(StoreError::InvalidQuery(
+            "this engine keeps no rollups".into(),
+        ))
+    }
+
+    /// Forgets a rollup.
+    fn drop_rollup(&self, project: &ProjectId, id: &str) -> Result<()> {
+        let _ = (project, id);
+        Ok(())
+    }
+
+    /// The ids of the project's rollups.
+    fn rollup_ids(&self, project: &ProjectId) -> Vec<String> {
+        let _ = project;
+        Vec::new()
+    }
+
+    fn rollup_status(&self, project: &ProjectId, id: &str) -> Option<RollupStatus> {
+        let _ = (project, id);
+        None
+    }
+
+    /// `query`'s answer from a rollup, when one can give it.
+    fn aggregate_from_rollup(&self, query: &AggregateQuery) -> Option<ResultTable> {
+        let _ = query;
+        None
+    }
 }

@@ -33,6 +33,9 @@ pub enum FilterOp {
     /// True also where the field is missing (`IS DISTINCT FROM`).
     Neq(Value),
     In(Vec<Value>),
+    /// None of these values (compared as text); a `null` in the list excludes missing values,
+    /// which are otherwise included.
+    NotIn(Vec<Value>),
     /// Substring match on the text of the field.
     Contains(String),
     Gt(Value),
@@ -88,4 +91,49 @@ pub struct StepEvent {
     pub timestamp: i64,
     pub steps: u64,
     pub breakdown: Option<String>,
+}
+
+/// A rollup to keep up to date as events are written: the events of `project` that pass every
+/// filter, grouped by `group_by`, aggregated per UTC hour with `measure`. A query whose project,
+/// filters, group-by and measure equal a rollup's, and whose buckets fall on whole hours, can be
+/// answered from it (see [`crate::Store::aggregate_from_rollup`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupDef {
+    pub project: ProjectId,
+    pub filters: Vec<Filter>,
+    pub group_by: Vec<FieldRef>,
+    pub measure: Measure,
+}
+
+impl RollupDef {
+    /// The rollup `query` could be answered from, if any: the same events, groups and measure.
+    pub fn of(query: &AggregateQuery) -> Self {
+        Self {
+            project: query.project.clone(),
+            filters: query.filters.clone(),
+            group_by: query.group_by.clone(),
+            measure: query.measure.clone(),
+        }
+    }
+
+    /// Can a rollup compute this measure incrementally? Percentiles need every value.
+    pub fn supported(&self) -> Result<(), String> {
+        match self.measure {
+            Measure::Percentile(..) => {
+                Err("percentiles need every value, so they are computed from the raw events".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How a rollup is doing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollupStatus {
+    /// `ready`, `building` (queries use raw events meanwhile), `failed` or `unsupported`.
+    pub state: String,
+    /// Hour × group cells held.
+    pub cells: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

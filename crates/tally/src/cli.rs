@@ -1,9 +1,10 @@
-//! The command line: `tally serve`, `tally project ...`, `tally schemas ...`, `tally query`,
+//! The command line: `tally serve`, `tally project ...`, `tally schemas ...`, `tally rules ...`, `tally query`,
 //! `tally import`.
 
 mod import;
 mod project;
 mod query;
+mod rules;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,9 @@ enum Command {
     Schemas(project::SchemaCommand),
     /// Run aggregation rules (the body of `POST /v1/query`) and print the results.
     Query(query::QueryArgs),
+    /// Save, list and delete aggregation rules (kept live as rollups by the server).
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
     /// Import newline-delimited JSON events (optionally .gz) with the BatchProcessor.
     Import(import::ImportArgs),
 }
@@ -58,6 +62,7 @@ pub(crate) fn run() -> ExitCode {
         }),
         Command::Project(cmd) => project::run_project(cmd),
         Command::Schemas(cmd) => project::run_schemas(cmd),
+        Command::Rules(cmd) => rules::run(cmd),
         Command::Query(args) => runtime().and_then(|rt| rt.block_on(query::run(args))),
         Command::Import(args) => runtime().and_then(|rt| rt.block_on(import::run(args))),
     };

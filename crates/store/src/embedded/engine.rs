@@ -20,7 +20,8 @@ use tally_core::Interval;
 use tally_core::time::format_rfc3339;
 
 use crate::plan::{
-    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, StepEvent, StepQuery,
+    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, RollupDef, StepEvent,
+    StepQuery,
 };
 use crate::schema::{col, event_schema, is_column, is_string_column};
 use crate::{Result, StoreError};
@@ -195,6 +196,30 @@ fn filter_expr(f: &Filter) -> Result<Expr> {
                 .reduce(Expr::or)
                 .unwrap_or_else(|| lit(false))
         }
+        FilterOp::NotIn(values) => {
+            let e = field_expr(&f.field, As::Text)?;
+            let listed: Vec<Expr> = values
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Null => None,
+                    Value::String(s) => Some(lit(s.as_str())),
+                    other => Some(lit(other.to_string())),
+                })
+                .collect();
+            let outside = if listed.is_empty() {
+                lit(true)
+            } else {
+                datafusion::functions::expr_fn::coalesce(vec![
+                    e.clone().in_list(listed, true),
+                    lit(true),
+                ])
+            };
+            if values.iter().any(Value::is_null) {
+                outside.and(e.is_not_null())
+            } else {
+                outside
+            }
+        }
         FilterOp::Contains(s) => contains(field_expr(&f.field, As::Text)?, lit(s.as_str())),
         FilterOp::Gt(v) => {
             let (e, l) = comparable(&f.field, v)?;
@@ -277,9 +302,31 @@ pub(crate) async fn aggregate(frame: DataFrame, q: &AggregateQuery) -> Result<Re
             rows.push(row);
         }
     }
-    let has_bucket = q.bucket.is_some();
+    order_and_limit(&mut rows, q.bucket.is_some(), n_groups, q.limit);
+    Ok(ResultTable { columns, rows })
+}
+
+/// The column names of `q`'s result: `bucket` (when bucketed), the group fields, `value`.
+pub(crate) fn result_columns(q: &AggregateQuery) -> Vec<String> {
+    let mut columns = Vec::with_capacity(q.group_by.len() + 2);
+    if q.bucket.is_some() {
+        columns.push("bucket".to_owned());
+    }
+    columns.extend(q.group_by.iter().map(field_name));
+    columns.push("value".to_owned());
+    columns
+}
+
+/// Sorts result rows (bucket, then value descending, then groups) and keeps at most `limit`
+/// groups per bucket. `n_groups` counts the bucket column too.
+pub(crate) fn order_and_limit(
+    rows: &mut Vec<Vec<Value>>,
+    has_bucket: bool,
+    n_groups: usize,
+    limit: Option<usize>,
+) {
     rows.sort_by(|a, b| compare_rows(a, b, has_bucket, n_groups));
-    if let Some(limit) = q.limit {
+    if let Some(limit) = limit {
         let mut kept = Vec::with_capacity(rows.len().min(limit));
         let mut in_bucket = 0;
         for (i, row) in rows.iter().enumerate() {
@@ -291,9 +338,113 @@ pub(crate) async fn aggregate(frame: DataFrame, q: &AggregateQuery) -> Result<Re
             }
             in_bucket += 1;
         }
-        rows = kept;
+        *rows = kept;
     }
-    Ok(ResultTable { columns, rows })
+}
+
+/// One row of a rollup's partial aggregation: an hour (UTC, µs), the group values, and the
+/// partial state of the events in it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PartialRow {
+    pub(crate) hour: i64,
+    pub(crate) groups: Vec<Option<String>>,
+    /// Set when the rollup counts distinct persons: the rows are then per person.
+    pub(crate) person: Option<String>,
+    pub(crate) count: u64,
+    /// Sum, count, min and max of the measure's numeric field (where it has a value).
+    pub(crate) sum: f64,
+    pub(crate) n: u64,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+}
+
+/// Aggregates `frame` per UTC hour and group (and person, for distinct counts) into the partial
+/// states a rollup keeps. The filters compile exactly as for [`aggregate`], so a rollup and a
+/// query of the raw events select the same events.
+pub(crate) async fn partial_rows(frame: DataFrame, def: &RollupDef) -> Result<Vec<PartialRow>> {
+    let mut pred = lit(true);
+    for f in &def.filters {
+        pred = pred.and(filter_expr(f)?);
+    }
+    let mut groups = vec![date_trunc(lit("hour"), ident(col::TIMESTAMP)).alias("hour")];
+    for (i, g) in def.group_by.iter().enumerate() {
+        groups.push(field_expr(g, As::Text)?.alias(format!("g{i}")));
+    }
+    let per_person = matches!(def.measure, Measure::UniquePersons);
+    if per_person {
+        groups.push(ident(col::PERSON_ID).alias("person"));
+    }
+    let field = match &def.measure {
+        Measure::Sum(f) | Measure::Avg(f) | Measure::Min(f) | Measure::Max(f) => {
+            Some(field_expr(f, As::Number)?)
+        }
+        Measure::Percentile(..) => return Err(invalid("a rollup cannot hold a percentile")),
+        Measure::Count | Measure::UniquePersons => None,
+    };
+    let x = field.unwrap_or_else(|| lit(ScalarValue::Float64(None)));
+    let n_keys = groups.len();
+    let df = frame.filter(pred)?.aggregate(
+        groups,
+        vec![
+            count(lit(1i64)).alias("c"),
+            sum(x.clone()).alias("s"),
+            count(x.clone()).alias("n"),
+            min(x.clone()).alias("lo"),
+            max(x).alias("hi"),
+        ],
+    )?;
+    let mut out = Vec::new();
+    for b in df.collect().await? {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+        let hour = cast_to(
+            b.column(0),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let hour = hour.as_primitive::<TimestampMicrosecondType>();
+        let texts: Vec<_> = (1..n_keys)
+            .map(|i| cast_to(b.column(i), DataType::Utf8))
+            .collect::<Result<_>>()?;
+        let num = |i: usize| cast_to(b.column(n_keys + i), DataType::Float64);
+        let int = |i: usize| cast_to(b.column(n_keys + i), DataType::Int64);
+        let (c, s, n, lo, hi) = (int(0)?, num(1)?, int(2)?, num(3)?, num(4)?);
+        let (c, n) = (c.as_primitive::<Int64Type>(), n.as_primitive::<Int64Type>());
+        let (s, lo, hi) = (
+            s.as_primitive::<Float64Type>(),
+            lo.as_primitive::<Float64Type>(),
+            hi.as_primitive::<Float64Type>(),
+        );
+        for r in 0..b.num_rows() {
+            let text = |a: &datafusion::arrow::array::ArrayRef| {
+                let a = a.as_string::<i32>();
+                (!a.is_null(r)).then(|| a.value(r).to_owned())
+            };
+            let mut groups: Vec<Option<String>> = texts.iter().map(text).collect();
+            let person = if per_person {
+                groups.pop().flatten()
+            } else {
+                None
+            };
+            out.push(PartialRow {
+                hour: hour.value(r),
+                groups,
+                person,
+                count: c.value(r) as u64,
+                sum: if s.is_null(r) { 0.0 } else { s.value(r) },
+                n: n.value(r) as u64,
+                min: (!lo.is_null(r)).then(|| lo.value(r)),
+                max: (!hi.is_null(r)).then(|| hi.value(r)),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn cast_to(
+    a: &datafusion::arrow::array::ArrayRef,
+    t: DataType,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    Ok(datafusion::arrow::compute::cast(a, &t)?)
 }
 
 /// Fetches the events that match any step, with a bit mask of the steps each one matches.

@@ -14,9 +14,10 @@ mod dedup;
 mod engine;
 mod partition;
 mod percentile;
+mod rollup;
 mod sql;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use tally_wal::{Wal, WalConfig};
 use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
-use crate::plan::{AggregateQuery, ResultTable, StepEvent, StepQuery};
+use crate::plan::{AggregateQuery, ResultTable, RollupDef, RollupStatus, StepEvent, StepQuery};
 use crate::schema::{col, records_to_batch};
 use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
 
@@ -100,6 +101,8 @@ struct Inner {
     last_flush: Mutex<Instant>,
     /// A read-only store sees the files that existed when it opened, and no later ones.
     pinned_files: Option<Vec<ParquetFileEntry>>,
+    /// Registered rollups by project and id.
+    rollups: Mutex<HashMap<(ProjectId, String), rollup::Rollup>>,
     _lock: Option<File>,
 }
 
@@ -176,6 +179,7 @@ impl EmbeddedStore {
                 flush_lock: tokio::sync::Mutex::new(()),
                 last_flush: Mutex::new(Instant::now()),
                 pinned_files: None,
+                rollups: Mutex::new(HashMap::new()),
                 _lock: Some(lock),
             }),
         })
@@ -215,6 +219,7 @@ impl EmbeddedStore {
                     flush_lock: tokio::sync::Mutex::new(()),
                     last_flush: Mutex::new(Instant::now()),
                     pinned_files: Some(files),
+                    rollups: Mutex::new(HashMap::new()),
                     _lock: None,
                 }),
             });
@@ -312,6 +317,162 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Registers (or replaces) rollup `id` of `def.project` and builds it: from its snapshot when
+    /// that matches the catalog's WAL watermark, otherwise from all of the project's events. Queries
+    /// use the raw events until it is ready.
+    pub async fn register_rollup(&self, id: &str, def: RollupDef) -> Result<()> {
+        def.supported().map_err(StoreError::InvalidQuery)?;
+        self.inner.writer()?;
+        let key = (def.project.clone(), id.to_owned());
+        {
+            let mut rollups = self.inner.rollups.lock();
+            if rollups
+                .get(&key)
+                .is_some_and(|r| r.def == def && !matches!(r.state, rollup::State::Failed(_)))
+            {
+                return Ok(());
+            }
+            rollups.insert(
+                key.clone(),
+                rollup::Rollup {
+                    id: id.to_owned(),
+                    def: def.clone(),
+                    state: rollup::State::Building,
+                },
+            );
+        }
+        if let Err(e) = self.build_rollup(id, &def).await {
+            if let Some(r) = self.inner.rollups.lock().get_mut(&key)
+                && r.def == def
+            {
+                r.state = rollup::State::Failed(e.to_string());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Forgets rollup `id` of `project` and deletes its snapshot.
+    pub fn drop_rollup(&self, project: &ProjectId, id: &str) -> Result<()> {
+        self.inner
+            .rollups
+            .lock()
+            .remove(&(project.clone(), id.to_owned()));
+        let path = rollup::snapshot_path(&self.inner.config.data_dir, project.as_str(), id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(path.display(), e)),
+        }
+    }
+
+    /// The ids of the project's rollups.
+    pub fn rollup_ids(&self, project: &ProjectId) -> Vec<String> {
+        self.inner
+            .rollups
+            .lock()
+            .keys()
+            .filter(|(p, _)| p == project)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    pub fn rollup_status(&self, project: &ProjectId, id: &str) -> Option<RollupStatus> {
+        self.inner
+            .rollups
+            .lock()
+            .get(&(project.clone(), id.to_owned()))
+            .map(rollup::Rollup::status)
+    }
+
+    /// Answers `q` from a ready rollup with the same events, groups and measure, if there is one
+    /// and the query's buckets fall on whole UTC hours.
+    pub fn aggregate_from_rollup(&self, q: &AggregateQuery) -> Option<ResultTable> {
+        let def = RollupDef::of(q);
+        let rollups = self.inner.rollups.lock();
+        rollups
+            .values()
+            .filter(|r| r.def == def)
+            .find_map(|r| r.answer(q))
+    }
+
+    async fn build_rollup(&self, id: &str, def: &RollupDef) -> Result<()> {
+        let inner = &self.inner;
+        // No flush while building: the Parquet files and the watermark stay put.
+        let _no_flush = inner.flush_lock.lock().await;
+        let watermark = inner.catalog.wal_persisted_through()?.unwrap_or(0);
+        let path = rollup::snapshot_path(&inner.config.data_dir, def.project.as_str(), id);
+        let snapshot = rollup::read_snapshot(&path)
+            .filter(|s| s.key == rollup::def_key(def) && s.watermark == watermark);
+        let sealed = match snapshot {
+            Some(s) => s.cells.into_iter().collect(),
+            None => {
+                let files: Vec<String> = inner
+                    .catalog
+                    .files(&def.project, "0000-00-00", "9999-12-31")?
+                    .iter()
+                    .map(|f| {
+                        inner
+                            .config
+                            .data_dir
+                            .join(&f.path)
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect();
+                let rows = if files.is_empty() {
+                    Vec::new()
+                } else {
+                    let frame = engine::events_frame(&inner.ctx, files, Vec::new()).await?;
+                    engine::partial_rows(frame, def).await?
+                };
+                let cells = rollup::cells_from(&rows);
+                let snap = rollup::Snapshot {
+                    key: rollup::def_key(def),
+                    watermark,
+                    cells: cells.iter().map(|(k, c)| (k.clone(), c.clone())).collect(),
+                };
+                rollup::write_snapshot(&path, &snap)?;
+                tracing::info!(
+                    rollup = id,
+                    cells = cells.len(),
+                    "rollup built from storage"
+                );
+                cells
+            }
+        };
+        // The buffered events, under the writer's lock so that no write slips between this and
+        // the rollup becoming ready.
+        let inner2 = Arc::clone(inner);
+        let (def2, id2) = (def.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let w = inner2.writer()?.lock();
+            let segment = w.wal.current_segment().unwrap_or(watermark);
+            let batches = inner2.buffer.read().batches_for(&def2.project);
+            let rows = if batches.is_empty() {
+                Vec::new()
+            } else {
+                tokio::runtime::Handle::current().block_on(async {
+                    let frame = engine::events_frame(&inner2.ctx, Vec::new(), batches).await?;
+                    engine::partial_rows(frame, &def2).await
+                })?
+            };
+            // Become ready while still holding the writer's lock.
+            let state = rollup::ready(sealed, watermark, segment, rollup::cells_from(&rows));
+            if let Some(r) = inner2.rollups.lock().get_mut(&(def2.project.clone(), id2))
+                && r.def == def2
+            {
+                r.state = state;
+            }
+            drop(w);
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("rollup task failed: {e}")))?
+    }
+}
+
 impl Inner {
     fn writer(&self) -> Result<&Mutex<Writer>> {
         self.writer
@@ -359,12 +520,83 @@ impl Inner {
         w.wal.append(&payloads)?;
         w.wal.sync()?;
         // Durable from here on: remember the ids and make the rows visible.
-        let mut buffer = self.buffer.write();
-        for (project, batch, _) in encoded {
-            remember_ids(&mut w.dedup, &project, &batch);
-            buffer.push(&project, batch);
+        let segment = w.wal.current_segment().unwrap_or(0);
+        let mut written = Vec::with_capacity(encoded.len());
+        {
+            let mut buffer = self.buffer.write();
+            for (project, batch, _) in encoded {
+                remember_ids(&mut w.dedup, &project, &batch);
+                buffer.push(&project, batch.clone());
+                written.push((project, batch));
+            }
         }
+        // Still under the writer's lock, so a flush cannot seal this segment before its
+        // rollup cells are in.
+        self.apply_rollups(segment, &written);
         Ok(outcome)
+    }
+
+    /// Adds freshly written batches to the project's rollups. A rollup whose update fails is
+    /// marked failed (queries then use the raw events) rather than failing a durable write.
+    fn apply_rollups(&self, segment: u64, written: &[(ProjectId, RecordBatch)]) {
+        let defs: Vec<(ProjectId, String, RollupDef)> = {
+            let rollups = self.rollups.lock();
+            if rollups.is_empty() {
+                return;
+            }
+            rollups
+                .values()
+                .filter(|r| matches!(r.state, rollup::State::Ready { .. }))
+                .map(|r| (r.def.project.clone(), r.id.clone(), r.def.clone()))
+                .collect()
+        };
+        for (project, id, def) in defs {
+            let batches: Vec<RecordBatch> = written
+                .iter()
+                .filter(|(p, _)| *p == project)
+                .map(|(_, b)| b.clone())
+                .collect();
+            if batches.is_empty() {
+                continue;
+            }
+            let rows = tokio::runtime::Handle::current().block_on(async {
+                let frame = engine::events_frame(&self.ctx, Vec::new(), batches).await?;
+                engine::partial_rows(frame, &def).await
+            });
+            let mut rollups = self.rollups.lock();
+            let Some(r) = rollups.get_mut(&(project, id)) else {
+                continue;
+            };
+            match rows {
+                Ok(rows) => r.apply(segment, &rows),
+                Err(e) => {
+                    tracing::error!(rollup = %r.id, error = %e, "rollup update failed");
+                    r.state = rollup::State::Failed(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Moves the rollups' cells of the segments through `through` (now in Parquet) into their
+    /// sealed part and writes that to disk.
+    fn seal_rollups(&self, through: u64) {
+        let snapshots: Vec<(PathBuf, rollup::Snapshot)> = {
+            let mut rollups = self.rollups.lock();
+            rollups
+                .values_mut()
+                .filter_map(|r| {
+                    let path =
+                        rollup::snapshot_path(&self.config.data_dir, r.def.project.as_str(), &r.id);
+                    r.seal(through).map(|s| (path, s))
+                })
+                .collect()
+        };
+        for (path, snap) in snapshots {
+            if let Err(e) = rollup::write_snapshot(&path, &snap) {
+                // The rollup stays correct in memory; a restart rebuilds it.
+                tracing::warn!(path = %path.display(), error = %e, "could not persist a rollup");
+            }
+        }
     }
 
     fn flush_blocking(&self) -> Result<FlushReport> {
@@ -403,6 +635,7 @@ impl Inner {
             buffer.drop_sealed();
         }
         if let Some(seg) = sealed_segment {
+            self.seal_rollups(seg);
             self.writer()?.lock().wal.remove_segments_through(seg)?;
         }
         let mut days: Vec<(ProjectId, String)> = added
@@ -464,6 +697,26 @@ impl Store for EmbeddedStore {
 
     async fn flush(&self) -> Result<()> {
         self.flush_now().await.map(|_| ())
+    }
+
+    async fn register_rollup(&self, id: &str, def: RollupDef) -> Result<()> {
+        EmbeddedStore::register_rollup(self, id, def).await
+    }
+
+    fn drop_rollup(&self, project: &ProjectId, id: &str) -> Result<()> {
+        EmbeddedStore::drop_rollup(self, project, id)
+    }
+
+    fn rollup_ids(&self, project: &ProjectId) -> Vec<String> {
+        EmbeddedStore::rollup_ids(self, project)
+    }
+
+    fn rollup_status(&self, project: &ProjectId, id: &str) -> Option<RollupStatus> {
+        EmbeddedStore::rollup_status(self, project, id)
+    }
+
+    fn aggregate_from_rollup(&self, query: &AggregateQuery) -> Option<ResultTable> {
+        EmbeddedStore::aggregate_from_rollup(self, query)
     }
 }
 
