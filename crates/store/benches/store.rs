@@ -104,6 +104,42 @@ fn bench(c: &mut Criterion) {
         b.iter(|| rt.block_on(store.aggregate(&q(m.clone(), vec![]))).unwrap())
     });
     g.finish();
+
+    // The same series answered from rollups (registered rules): time depends on hours × groups,
+    // not on events.
+    let hour = 3_600_000_000i64;
+    let rq = |measure: Measure, group: Vec<FieldRef>| {
+        let mut x = q(measure, group);
+        x.from -= x.from.rem_euclid(hour);
+        x.to -= x.to.rem_euclid(hour);
+        x
+    };
+    let browser = || vec![FieldRef::Column("browser".into())];
+    rt.block_on(async {
+        for (id, m, g) in [
+            ("count", Measure::Count, vec![]),
+            ("persons", Measure::UniquePersons, vec![]),
+            ("by_browser", Measure::Count, browser()),
+        ] {
+            store
+                .register_rollup(id, tally_store::RollupDef::of(&rq(m, g)))
+                .await
+                .unwrap();
+        }
+    });
+    let mut g = c.benchmark_group(format!("rollup over {rows} rows"));
+    for (name, m, group) in [
+        ("count per day", Measure::Count, vec![]),
+        ("unique persons per day", Measure::UniquePersons, vec![]),
+        ("count per day by browser", Measure::Count, browser()),
+    ] {
+        let query = rq(m, group);
+        assert!(store.aggregate_from_rollup(&query).is_some());
+        g.bench_function(name, |b| {
+            b.iter(|| store.aggregate_from_rollup(&query).unwrap())
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench);
