@@ -23,30 +23,33 @@ pub(crate) async fn trend(
     use_rollups: bool,
 ) -> Result<(ResultTable, bool), QueryError> {
     let (mut table, rolled) = series(store, rule, q, range, use_rollups).await?;
-    if let (Some(iv), true) = (rule.interval, q.group_by.is_empty()) {
-        fill_buckets(&mut table, &iv.buckets(range), &q.measure, rule.cumulative);
-    }
     if rule.compare == Some(Compare::PreviousPeriod) {
         let prev_range = previous_period(range);
         let mut pq = q.clone();
         pq.from = prev_range.from.timestamp_micros();
         pq.to = prev_range.to.timestamp_micros();
-        let (mut prev, _) = series(store, rule, &pq, &prev_range, use_rollups).await?;
-        if let (Some(iv), true) = (rule.interval, q.group_by.is_empty()) {
-            fill_buckets(
-                &mut prev,
-                &iv.buckets(&prev_range),
-                &q.measure,
-                rule.cumulative,
-            );
-        }
+        let (prev, _) = series(store, rule, &pq, &prev_range, use_rollups).await?;
         join_previous(&mut table, &prev, rule.interval, range, &prev_range);
     }
     Ok((table, rolled))
 }
 
-/// The series itself, without filling or comparison.
+/// The series itself (a series without groups has a row for every bucket), without comparison.
 async fn series(
+    store: &dyn Store,
+    rule: &AggregationRule,
+    q: &AggregateQuery,
+    range: &TimeRange,
+    use_rollups: bool,
+) -> Result<(ResultTable, bool), QueryError> {
+    let (mut table, rolled) = raw_series(store, rule, q, range, use_rollups).await?;
+    if let (Some(iv), true) = (rule.interval, q.group_by.is_empty()) {
+        fill_buckets(&mut table, &iv.buckets(range), &q.measure, rule.cumulative);
+    }
+    Ok((table, rolled))
+}
+
+async fn raw_series(
     store: &dyn Store,
     rule: &AggregationRule,
     q: &AggregateQuery,
@@ -473,12 +476,7 @@ fn join_previous(
 
 /// A time series without groups gets a row for every bucket of the range: 0 for counts, null
 /// for measures of nothing (a cumulative series carries its total forward).
-pub(crate) fn fill_buckets(
-    table: &mut ResultTable,
-    buckets: &[DateTime<Utc>],
-    m: &Measure,
-    cumulative: bool,
-) {
+fn fill_buckets(table: &mut ResultTable, buckets: &[DateTime<Utc>], m: &Measure, cumulative: bool) {
     let empty = match m {
         Measure::Count | Measure::UniquePersons => Value::from(0),
         _ => Value::Null,

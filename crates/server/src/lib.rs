@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 
 pub use config::ServeConfig;
 pub use ingest::IngestBatch;
-pub use rules::save_rule;
+pub use rules::{SaveRuleError, save_rule};
 pub use state::AppState;
 
 #[derive(Debug, thiserror::Error)]

@@ -60,25 +60,33 @@ fn catalog_error(e: tally_catalog::CatalogError) -> ApiError {
     ApiError::internal("the metadata store failed", e)
 }
 
-/// Validates and saves a rule. Shared by the API and the CLI.
+/// Why a rule was not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveRuleError {
+    /// The rule is invalid (the error names the field).
+    #[error("{}: {} ({})", .0.field, .0.message, .0.code)]
+    Invalid(tally_core::FieldError),
+    #[error(transparent)]
+    Catalog(#[from] tally_catalog::CatalogError),
+}
+
+/// Validates and saves a rule; true when it replaced one. Shared by the API and the CLI.
 pub fn save_rule(
     catalog: &Catalog,
     project: &ProjectId,
     rule: &AggregationRule,
-) -> Result<bool, tally_core::FieldError> {
-    rule.rollup_def(project)?;
-    let existing = catalog.rules(Some(project)).unwrap_or_default();
+) -> Result<bool, SaveRuleError> {
+    rule.rollup_def(project).map_err(SaveRuleError::Invalid)?;
+    let existing = catalog.rules(Some(project))?;
     if existing.len() >= MAX_RULES_PER_PROJECT && !existing.iter().any(|r| r.name == rule.name) {
-        return Err(tally_core::FieldError::new(
+        return Err(SaveRuleError::Invalid(tally_core::FieldError::new(
             "too_many_rules",
             "name",
             format!("a project keeps at most {MAX_RULES_PER_PROJECT} rules"),
-        ));
+        )));
     }
-    let json = serde_json::to_string(rule).unwrap_or_default();
-    catalog
-        .put_rule(project, &rule.name, &json)
-        .map_err(|e| tally_core::FieldError::new("internal", "", e.to_string()))
+    let json = serde_json::to_string(rule).map_err(tally_catalog::CatalogError::from)?;
+    Ok(catalog.put_rule(project, &rule.name, &json)?)
 }
 
 pub(crate) async fn post_rule(
@@ -89,12 +97,9 @@ pub(crate) async fn post_rule(
     let s = &state.inner;
     let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Read)?;
     let rule: AggregationRule = read_json(body, MAX_RULE_BODY).await?;
-    let replaced = save_rule(&s.catalog, &project, &rule).map_err(|e| {
-        if e.code == "internal" {
-            ApiError::internal("saving the rule failed", e.message)
-        } else {
-            ApiError::bad_request(e)
-        }
+    let replaced = save_rule(&s.catalog, &project, &rule).map_err(|e| match e {
+        SaveRuleError::Invalid(f) => ApiError::bad_request(f),
+        SaveRuleError::Catalog(c) => catalog_error(c),
     })?;
     // Build the rollup in the background; queries use raw events until it is ready.
     let store = s.store.clone();

@@ -28,6 +28,16 @@ fn get(server: &Server, path: &str, key: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().unwrap_or(Value::Null))
 }
 
+/// Runs `tally ARGS --data-dir DIR`.
+fn tally(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 fn wait_ready(server: &Server, key: &str, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -163,24 +173,14 @@ fn rules_cli_and_bad_rules() {
     // The CLI saves into the same data directory; the running server builds the rollup.
     let file = dir.path().join("rule.json");
     std::fs::write(&file, rules()[1].to_string()).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["rules", "create"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = tally(dir.path(), &["rules", "create", file.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     wait_ready(&server, &p.read_key, "buyers");
-    let out = std::process::Command::new(BIN)
-        .args(["rules", "list", "--json", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = tally(dir.path(), &["rules", "list", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rules"][0]["name"], "buyers");
 
@@ -197,13 +197,7 @@ fn rules_cli_and_bad_rules() {
         r#"{"name": "x", "filters": [["event", "like", "a"]]}"#,
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["rules", "create"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = tally(dir.path(), &["rules", "create", file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown operator"));
 
@@ -216,11 +210,7 @@ fn rules_cli_and_bad_rules() {
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["rollup"]["state"], "unsupported");
 
-    let out = std::process::Command::new(BIN)
-        .args(["rules", "delete", "buyers", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = tally(dir.path(), &["rules", "delete", "buyers"]);
     assert!(out.status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(&server, "/v1/rules/buyers", &p.read_key).0 != 404 {

@@ -428,12 +428,7 @@ impl EmbeddedStore {
                     engine::partial_rows(frame, def).await?
                 };
                 let cells = rollup::cells_from(&rows);
-                let snap = rollup::Snapshot {
-                    key: rollup::def_key(def),
-                    watermark,
-                    cells: cells.iter().map(|(k, c)| (k.clone(), c.clone())).collect(),
-                };
-                rollup::write_snapshot(&path, &snap)?;
+                rollup::write_snapshot(&path, &rollup::Snapshot::new(def, watermark, &cells))?;
                 tracing::info!(
                     rollup = id,
                     cells = cells.len(),

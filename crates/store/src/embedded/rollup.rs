@@ -188,11 +188,7 @@ impl Rollup {
             merge_cells(sealed, cells);
         }
         *watermark = through;
-        Some(Snapshot {
-            key: def_key(&self.def),
-            watermark: through,
-            cells: sealed.iter().map(|(k, c)| (k.clone(), c.clone())).collect(),
-        })
+        Some(Snapshot::new(&self.def, through, sealed))
     }
 
     /// Answers `q` from the cells, or `None` when its buckets do not fall on whole UTC hours.
@@ -279,6 +275,16 @@ pub(crate) struct Snapshot {
     pub(crate) key: String,
     pub(crate) watermark: u64,
     pub(crate) cells: Vec<(CellKey, Cell)>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(def: &RollupDef, watermark: u64, sealed: &Cells) -> Self {
+        Self {
+            key: def_key(def),
+            watermark,
+            cells: sealed.iter().map(|(k, c)| (k.clone(), c.clone())).collect(),
+        }
+    }
 }
 
 pub(crate) fn snapshot_path(dir: &Path, project: &str, id: &str) -> PathBuf {

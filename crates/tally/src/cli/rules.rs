@@ -57,8 +57,7 @@ pub(crate) fn run(cmd: RulesCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("{} is not a valid rule", file.display()))?;
             let catalog = open_catalog(&data.data_dir)?;
             let project = super::import::resolve_project(&catalog, project.as_deref())?;
-            let replaced = tally_server::save_rule(&catalog, &project.id, &rule)
-                .map_err(|e| anyhow::anyhow!("{}: {} ({})", e.field, e.message, e.code))?;
+            let replaced = tally_server::save_rule(&catalog, &project.id, &rule)?;
             println!(
                 "{} rule `{}` in project {}",
                 if replaced { "replaced" } else { "saved" },
