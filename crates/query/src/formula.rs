@@ -12,6 +12,8 @@ use tally_store::ResultTable;
 
 /// At most this many characters in a formula.
 const MAX_FORMULA_LEN: usize = 1000;
+/// At most this many nested parentheses and signs (so parsing never exhausts the stack).
+const MAX_NESTING: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,7 @@ enum Expr {
 struct Parser<'a> {
     chars: std::iter::Peekable<std::str::CharIndices<'a>>,
     text: &'a str,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -66,6 +69,16 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!("nested more than {MAX_NESTING} levels deep"));
+        }
+        let e = self.atom();
+        self.depth -= 1;
+        e
+    }
+
+    fn atom(&mut self) -> Result<Expr, String> {
         match self.peek() {
             Some('-') => {
                 self.chars.next();
@@ -121,6 +134,7 @@ fn parse(text: &str) -> Result<Expr, String> {
     let mut p = Parser {
         chars: text.char_indices().peekable(),
         text,
+        depth: 0,
     };
     let e = p.expr()?;
     match p.peek() {
@@ -279,5 +293,8 @@ mod tests {
         assert!(parse("(a").is_err());
         assert!(parse("a $ b").is_err());
         assert!(parse("1.2.3").is_err());
+        let deep = format!("{}a{}", "(".repeat(500), ")".repeat(500));
+        assert!(parse(&deep).unwrap_err().contains("nested"));
+        assert!(parse(&"-".repeat(500)).is_err());
     }
 }
