@@ -6,13 +6,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_core::time::TimeRangeSpec;
-use tally_core::{FieldError, ProjectId, TimeRange};
+use tally_core::{FieldError, Interval, ProjectId, TimeRange};
 use tally_store::{ResultTable, Store, StoreError};
 
+use crate::activity::{LifecycleQuery, StickinessQuery};
 use crate::formula::FormulaQuery;
 use crate::funnel::FunnelQuery;
+use crate::paths::PathsQuery;
 use crate::retention::RetentionQuery;
 use crate::rule::AggregationRule;
+use crate::sessions::SessionsQuery;
 
 /// At most this many rules in one request.
 pub const MAX_RULES: usize = 50;
@@ -31,8 +34,8 @@ pub struct QueryRequest {
     pub exact: bool,
 }
 
-/// One entry of `rules`: an aggregation rule (no `kind`, or `"kind": "trend"`) or a funnel
-/// (`"kind": "funnel"`).
+/// One entry of `rules`: an aggregation rule (no `kind`, or `"kind": "trend"`), or another kind
+/// named by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum QueryItem {
@@ -40,6 +43,10 @@ pub enum QueryItem {
     Funnel(FunnelQuery),
     Retention(RetentionQuery),
     Formula(FormulaQuery),
+    Sessions(SessionsQuery),
+    Paths(PathsQuery),
+    Stickiness(StickinessQuery),
+    Lifecycle(LifecycleQuery),
 }
 
 impl QueryItem {
@@ -49,6 +56,10 @@ impl QueryItem {
             Self::Funnel(f) => &f.name,
             Self::Retention(r) => &r.name,
             Self::Formula(f) => &f.name,
+            Self::Sessions(s) => &s.name,
+            Self::Paths(p) => &p.name,
+            Self::Stickiness(s) => &s.name,
+            Self::Lifecycle(l) => &l.name,
         }
     }
 }
@@ -68,8 +79,13 @@ impl<'de> Deserialize<'de> for QueryItem {
             "funnel" => parse_item(v).map(Self::Funnel),
             "retention" => parse_item(v).map(Self::Retention),
             "formula" => parse_item(v).map(Self::Formula),
+            "sessions" => parse_item(v).map(Self::Sessions),
+            "paths" => parse_item(v).map(Self::Paths),
+            "stickiness" => parse_item(v).map(Self::Stickiness),
+            "lifecycle" => parse_item(v).map(Self::Lifecycle),
             other => Err(D::Error::custom(format!(
-                "unknown kind `{other}`: use trend, funnel, retention or formula"
+                "unknown kind `{other}`: use trend, funnel, retention, formula, sessions, paths, \
+                 stickiness or lifecycle"
             ))),
         }
     }
@@ -129,7 +145,7 @@ impl Aggregator {
             .iter()
             .filter_map(|i| match i {
                 QueryItem::Rule(r) => Some(r.clone()),
-                QueryItem::Funnel(_) | QueryItem::Retention(_) | QueryItem::Formula(_) => None,
+                _ => None,
             })
             .collect();
         let (mut results, from_rollups) = if rules.is_empty() {
@@ -140,6 +156,7 @@ impl Aggregator {
                 .await?;
             (r.results, r.from_rollups)
         };
+        let store = self.store.as_ref();
         for (i, item) in request.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
             let end = range.to.timestamp_micros();
@@ -154,6 +171,22 @@ impl Aggregator {
                     let (q, periods) = r.compile(project, &range, &at)?;
                     let events = self.store.step_events(&q).await?;
                     results.insert(r.name.clone(), r.evaluate(&events, &periods, end));
+                }
+                QueryItem::Sessions(s) => {
+                    let table = s.run(store, project, &range, &at).await?;
+                    results.insert(s.name.clone(), table);
+                }
+                QueryItem::Paths(p) => {
+                    let table = p.run(store, project, &range, &at).await?;
+                    results.insert(p.name.clone(), table);
+                }
+                QueryItem::Stickiness(s) => {
+                    let table = s.run(store, project, &range, &at).await?;
+                    results.insert(s.name.clone(), table);
+                }
+                QueryItem::Lifecycle(l) => {
+                    let table = l.run(store, project, &range, &at).await?;
+                    results.insert(l.name.clone(), table);
                 }
             }
         }
@@ -200,18 +233,7 @@ impl Aggregator {
         for (i, rule) in rules.iter().enumerate() {
             let at = format!("rules[{i}]");
             if let Some(iv) = rule.interval {
-                let n = iv.buckets(range).len();
-                if n > MAX_BUCKETS {
-                    return Err(FieldError::new(
-                        "too_many_buckets",
-                        format!("{at}.interval"),
-                        format!(
-                            "the range has {n} {} buckets; at most {MAX_BUCKETS}",
-                            iv.as_str()
-                        ),
-                    )
-                    .into());
-                }
+                check_buckets(iv, range, &at)?;
             }
             queries.push(rule.compile(project, range, &at)?);
         }
@@ -243,6 +265,22 @@ impl Aggregator {
             from_rollups,
         })
     }
+}
+
+/// Refuses an interval that cuts the range into more than [`MAX_BUCKETS`] buckets.
+pub(crate) fn check_buckets(iv: Interval, range: &TimeRange, at: &str) -> Result<(), FieldError> {
+    let n = iv.buckets(range).len();
+    if n > MAX_BUCKETS {
+        return Err(FieldError::new(
+            "too_many_buckets",
+            format!("{at}.interval"),
+            format!(
+                "the range has {n} {} buckets; at most {MAX_BUCKETS}",
+                iv.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), QueryError> {

@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_core::{FieldError, ProjectId, TimeRange};
-use tally_store::{FieldRef, Filter, FilterOp, ResultTable, StepEvent, StepQuery};
+use tally_store::{ResultTable, StepEvent, StepQuery};
 
 use crate::fields::resolve_field;
-use crate::rule::{FilterSpec, compile_filter};
+use crate::rule::{FilterSpec, compile_filters};
 
 pub(crate) const MAX_STEPS: usize = 20;
 
@@ -86,16 +86,7 @@ impl FunnelQuery {
         let mut steps = Vec::with_capacity(self.steps.len());
         for (i, s) in self.steps.iter().enumerate() {
             let sat = format!("{at}.steps[{i}]");
-            let mut filters = Vec::new();
-            if let Some(e) = &s.event {
-                filters.push(Filter {
-                    field: FieldRef::Column("event".into()),
-                    op: FilterOp::Eq(Value::String(e.clone())),
-                });
-            }
-            for (j, f) in s.filters.iter().enumerate() {
-                filters.push(compile_filter(f, &format!("{sat}.filters[{j}]"))?);
-            }
+            let filters = compile_filters(s.event.as_deref(), &s.filters, &sat)?;
             if filters.is_empty() {
                 return Err(FieldError::new(
                     "empty_step",

@@ -7,19 +7,25 @@
 //!
 //! This crate never touches files or SQL: it speaks to storage only through the `Store` trait.
 
+mod activity;
 mod aggregator;
 mod fields;
 mod formula;
 mod funnel;
+mod paths;
 mod retention;
 mod rule;
+mod sessions;
 mod trends;
 
+pub use activity::{LifecycleQuery, StickinessQuery};
 pub use aggregator::{
     Aggregator, MAX_BUCKETS, MAX_RULES, QueryError, QueryItem, QueryRequest, QueryResponse,
 };
 pub use fields::resolve_field;
 pub use formula::FormulaQuery;
 pub use funnel::{FunnelQuery, FunnelStep};
+pub use paths::{Direction, PathAnchor, PathItems, PathsQuery};
 pub use retention::RetentionQuery;
 pub use rule::{AggregationRule, Compare, FilterSpec, MeasureSpec, OTHER_GROUP};
+pub use sessions::SessionsQuery;

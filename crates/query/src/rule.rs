@@ -99,31 +99,9 @@ impl AggregationRule {
         range: &TimeRange,
         at: &str,
     ) -> Result<AggregateQuery, FieldError> {
-        if self.name.is_empty() || self.name.len() > MAX_NAME_LEN {
-            return Err(FieldError::new(
-                "invalid_name",
-                format!("{at}.name"),
-                format!("a rule name must be 1 to {MAX_NAME_LEN} characters"),
-            ));
-        }
+        check_name(&self.name, at)?;
         let measure = self.compile_measure(&format!("{at}.measure"))?;
-        if self.filters.len() > MAX_FILTERS {
-            return Err(FieldError::new(
-                "too_many_filters",
-                format!("{at}.filters"),
-                format!("at most {MAX_FILTERS} filters"),
-            ));
-        }
-        let mut filters = Vec::with_capacity(self.filters.len() + 1);
-        if let Some(event) = &self.event {
-            filters.push(Filter {
-                field: tally_store::FieldRef::Column("event".into()),
-                op: FilterOp::Eq(Value::String(event.clone())),
-            });
-        }
-        for (i, f) in self.filters.iter().enumerate() {
-            filters.push(compile_filter(f, &format!("{at}.filters[{i}]"))?);
-        }
+        let filters = compile_filters(self.event.as_deref(), &self.filters, at)?;
         if self.group_by.len() > MAX_GROUP_BY {
             return Err(FieldError::new(
                 "too_many_groups",
@@ -277,6 +255,44 @@ impl AggregationRule {
             }
         })
     }
+}
+
+/// Checks a result's name: 1 to [`MAX_NAME_LEN`] characters.
+pub(crate) fn check_name(name: &str, at: &str) -> Result<(), FieldError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(FieldError::new(
+            "invalid_name",
+            format!("{at}.name"),
+            format!("a rule name must be 1 to {MAX_NAME_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// An optional event name (a filter on `event`) and the filters at `{at}.filters`.
+pub(crate) fn compile_filters(
+    event: Option<&str>,
+    filters: &[FilterSpec],
+    at: &str,
+) -> Result<Vec<Filter>, FieldError> {
+    if filters.len() > MAX_FILTERS {
+        return Err(FieldError::new(
+            "too_many_filters",
+            format!("{at}.filters"),
+            format!("at most {MAX_FILTERS} filters"),
+        ));
+    }
+    let mut out = Vec::with_capacity(filters.len() + 1);
+    if let Some(event) = event {
+        out.push(Filter {
+            field: tally_store::FieldRef::Column("event".into()),
+            op: FilterOp::Eq(Value::String(event.to_owned())),
+        });
+    }
+    for (i, f) in filters.iter().enumerate() {
+        out.push(compile_filter(f, &format!("{at}.filters[{i}]"))?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn compile_filter(f: &FilterSpec, at: &str) -> Result<Filter, FieldError> {

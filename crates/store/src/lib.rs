@@ -19,8 +19,9 @@ use tally_core::{EventRecord, ProjectId};
 
 pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport, SqlLimits, SqlResult};
 pub use plan::{
-    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, RollupDef, RollupStatus,
-    StepEvent, StepQuery,
+    AggregateQuery, FieldRef, Filter, FilterOp, Measure, PAGEVIEW_EVENT, PATH_END, PATH_START,
+    PathDirection, PathQuery, ResultTable, RollupDef, RollupStatus, SESSION_LOOKAROUND_US,
+    SessionBreakdown, SessionQuery, StepEvent, StepQuery,
 };
 
 /// Processed events of one project, in arrival order.
@@ -99,6 +100,12 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The events matching any step of `query`, ordered by person, then time.
     async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>>;
+
+    /// Summarizes sessions (see [`SessionQuery`]).
+    async fn sessions(&self, query: &SessionQuery) -> Result<ResultTable>;
+
+    /// The most common items around an anchor (see [`PathQuery`]).
+    async fn paths(&self, query: &PathQuery) -> Result<ResultTable>;
 
     /// Persists everything buffered (used at shutdown and by tests and benchmarks).
     async fn flush(&self) -> Result<()>;

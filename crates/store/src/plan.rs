@@ -137,3 +137,72 @@ pub struct RollupStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// The name of the event that records a page view: sessions count pages and paths follow pages
+/// through these events.
+pub const PAGEVIEW_EVENT: &str = "pageview";
+
+/// How far before and after a query's range events are read to complete the sessions that cross
+/// its edges (microseconds). A session is attributed to the range and bucket of its first event.
+pub const SESSION_LOOKAROUND_US: i64 = 24 * 3_600_000_000;
+
+/// Sessions of a project that start in `[from, to)`, built from the events that pass every
+/// filter (grouped by `session_id`), then summarized per bucket of their start and per breakdown
+/// value. Result columns: `bucket` (when bucketed), the breakdown (when given), `sessions`,
+/// `avg_duration_seconds`, `median_duration_seconds`, `bounce_rate`, `pages_per_session`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionQuery {
+    pub project: ProjectId,
+    pub from: i64,
+    pub to: i64,
+    pub timezone: Tz,
+    pub filters: Vec<Filter>,
+    pub bucket: Option<Interval>,
+    pub breakdown: Option<SessionBreakdown>,
+    /// At most this many breakdown values (most sessions first) per bucket.
+    pub limit: Option<usize>,
+}
+
+/// What sessions are broken down by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionBreakdown {
+    /// The path of the session's first page view.
+    EntryPage,
+    /// The path of the session's last page view.
+    ExitPage,
+    /// A field of the session's first event.
+    Field(FieldRef),
+}
+
+/// Which way a path query looks from its anchor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathDirection {
+    Next,
+    Previous,
+}
+
+/// The most common events (or pages) that follow (or precede) an anchor within its session.
+///
+/// The sequence of a session is its events that pass `filters`, in time order; with `pages`, only
+/// its page views, items being their paths, with repeated views of the same page in a row counted
+/// once. Each item of a session that matches every `anchor` filter and lies in `[from, to)` is
+/// an occurrence; step k of it is the item k positions after (before) it, or `$end` (`$start`)
+/// where the session ends first. Result columns: `step`, `item`, `count` (occurrences),
+/// `persons` (distinct), `share` (of all occurrences); per step the `limit` most common items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathQuery {
+    pub project: ProjectId,
+    pub from: i64,
+    pub to: i64,
+    pub filters: Vec<Filter>,
+    pub anchor: Vec<Filter>,
+    pub pages: bool,
+    pub direction: PathDirection,
+    pub steps: usize,
+    pub limit: usize,
+}
+
+/// The item of a path step after the session's last item.
+pub const PATH_END: &str = "$end";
+/// The item of a path step before the session's first item.
+pub const PATH_START: &str = "$start";

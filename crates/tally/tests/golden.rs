@@ -1,6 +1,10 @@
 //! Golden query cases: `tests/golden/*.json` at the repository root, one case per file (input
 //! events, a query, the exact expected results). Each case runs on the embedded engine twice:
-//! from the in-memory buffer, then again after a flush to Parquet.
+//! from the in-memory buffer, then again after a flush to Parquet. A case's `late_events` are
+//! processed and written after the first events were flushed to Parquet, so the first run reads
+//! both.
+
+mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,22 +27,6 @@ fn cases() -> Vec<PathBuf> {
     files
 }
 
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 async fn run_case(path: &PathBuf) -> Result<(), String> {
     let case: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -47,23 +35,36 @@ async fn run_case(path: &PathBuf) -> Result<(), String> {
     let store = EmbeddedStore::open(EmbeddedStoreConfig::new(dir.path()), catalog).unwrap();
     let processor = EventProcessor::new(ProcessorConfig::default());
     let received = tally_core::time::parse_rfc3339("2026-11-24T00:00:00Z").unwrap();
-    let mut records = Vec::new();
-    for (i, e) in case["events"].as_array().unwrap().iter().enumerate() {
-        let ev = tally_collect::native::event_from_value(e.clone())
-            .map_err(|e| format!("event {i}: {e}"))?;
-        records.push(
-            processor
-                .process(&project, &ProjectSchemas::default(), ev, received)
-                .map_err(|e| format!("event {i}: {e}"))?,
-        );
+    let write = |key: &'static str| {
+        let (store, processor, project, case) = (&store, &processor, &project, &case);
+        async move {
+            let mut records = Vec::new();
+            let events = case[key].as_array().cloned().unwrap_or_default();
+            for (i, e) in events.into_iter().enumerate() {
+                let ev = tally_collect::native::event_from_value(e)
+                    .map_err(|e| format!("{key}[{i}]: {e}"))?;
+                records.push(
+                    processor
+                        .process(project, &ProjectSchemas::default(), ev, received)
+                        .map_err(|e| format!("{key}[{i}]: {e}"))?,
+                );
+            }
+            store
+                .write(vec![ProjectBatch {
+                    project: project.clone(),
+                    records,
+                }])
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    };
+    write("events").await?;
+    if case.get("late_events").is_some() {
+        // The first events are in Parquet (their buckets closed) before the late ones arrive.
+        store.flush_now().await.map_err(|e| e.to_string())?;
+        write("late_events").await?;
     }
-    store
-        .write(vec![ProjectBatch {
-            project: project.clone(),
-            records,
-        }])
-        .await
-        .map_err(|e| e.to_string())?;
     let request: QueryRequest =
         serde_json::from_value(case["query"].clone()).map_err(|e| e.to_string())?;
     let aggregator = Aggregator::new(Arc::new(store.clone()));
@@ -77,7 +78,7 @@ async fn run_case(path: &PathBuf) -> Result<(), String> {
             .await
             .map_err(|e| format!("{phase}: {e}"))?;
         let got = serde_json::to_value(&got.results).unwrap();
-        if !same(&got, &case["expected"]) {
+        if !common::same_json(&got, &case["expected"]) {
             return Err(format!(
                 "{phase}:\n got      {got}\n expected {}",
                 case["expected"]

@@ -72,33 +72,33 @@ pub(crate) async fn events_frame(
     Ok(pq.union(mem)?)
 }
 
-fn ts_lit(us: i64) -> Expr {
+pub(super) fn ts_lit(us: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(us),
         Some("UTC".into()),
     ))
 }
 
-fn invalid(msg: impl Into<String>) -> StoreError {
+pub(super) fn invalid(msg: impl Into<String>) -> StoreError {
     StoreError::InvalidQuery(msg.into())
 }
 
 /// How a field is read: its text, its number or its boolean.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum As {
+pub(super) enum As {
     Text,
     Number,
     Bool,
 }
 
-fn field_name(f: &FieldRef) -> String {
+pub(super) fn field_name(f: &FieldRef) -> String {
     match f {
         FieldRef::Column(c) => c.clone(),
         FieldRef::Json { column, path } => format!("{column}.{}", path.join(".")),
     }
 }
 
-fn field_expr(f: &FieldRef, as_: As) -> Result<Expr> {
+pub(super) fn field_expr(f: &FieldRef, as_: As) -> Result<Expr> {
     match f {
         FieldRef::Column(c) => {
             if !is_column(c) {
@@ -170,7 +170,7 @@ fn format_number(n: f64) -> String {
     }
 }
 
-fn filter_expr(f: &Filter) -> Result<Expr> {
+pub(super) fn filter_expr(f: &Filter) -> Result<Expr> {
     Ok(match &f.op {
         FilterOp::Eq(Value::Null) => field_expr(&f.field, As::Text)?.is_null(),
         FilterOp::Eq(v) => {
@@ -258,10 +258,10 @@ fn measure_expr(m: &Measure) -> Result<Expr> {
     })
 }
 
-/// The start of the bucket of each event, computed on the local calendar of `tz`.
-fn bucket_expr(interval: Interval, tz: Tz) -> Expr {
+/// The start of the bucket of the timestamp `ts`, computed on the local calendar of `tz`.
+pub(super) fn bucket_expr(ts: Expr, interval: Interval, tz: Tz) -> Expr {
     let local = cast(
-        ident(col::TIMESTAMP),
+        ts,
         DataType::Timestamp(TimeUnit::Microsecond, Some(tz.name().into())),
     );
     date_trunc(lit(interval.as_str()), local)
@@ -278,7 +278,7 @@ pub(crate) async fn aggregate(frame: DataFrame, q: &AggregateQuery) -> Result<Re
     let mut groups = Vec::new();
     let mut columns = Vec::new();
     if let Some(iv) = q.bucket {
-        groups.push(bucket_expr(iv, q.timezone).alias("bucket"));
+        groups.push(bucket_expr(ident(col::TIMESTAMP), iv, q.timezone).alias("bucket"));
         columns.push("bucket".to_owned());
     }
     for (i, g) in q.group_by.iter().enumerate() {

@@ -15,6 +15,7 @@ mod engine;
 mod partition;
 mod percentile;
 mod rollup;
+mod sequences;
 mod sql;
 
 use std::collections::{HashMap, HashSet};
@@ -35,7 +36,10 @@ use tally_wal::{Wal, WalConfig};
 use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
-use crate::plan::{AggregateQuery, ResultTable, RollupDef, RollupStatus, StepEvent, StepQuery};
+use crate::plan::{
+    AggregateQuery, PathQuery, ResultTable, RollupDef, RollupStatus, SESSION_LOOKAROUND_US,
+    SessionQuery, StepEvent, StepQuery,
+};
 use crate::schema::{col, records_to_batch};
 use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
 
@@ -688,6 +692,28 @@ impl Store for EmbeddedStore {
     async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>> {
         let frame = self.frame(&query.project, query.from, query.to).await?;
         engine::step_events(frame, query).await
+    }
+
+    async fn sessions(&self, query: &SessionQuery) -> Result<ResultTable> {
+        let frame = self
+            .frame(
+                &query.project,
+                query.from.saturating_sub(SESSION_LOOKAROUND_US),
+                query.to.saturating_add(SESSION_LOOKAROUND_US),
+            )
+            .await?;
+        sequences::sessions(frame, query).await
+    }
+
+    async fn paths(&self, query: &PathQuery) -> Result<ResultTable> {
+        let frame = self
+            .frame(
+                &query.project,
+                query.from.saturating_sub(SESSION_LOOKAROUND_US),
+                query.to.saturating_add(SESSION_LOOKAROUND_US),
+            )
+            .await?;
+        sequences::paths(frame, query).await
     }
 
     async fn flush(&self) -> Result<()> {
