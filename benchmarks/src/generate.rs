@@ -173,7 +173,7 @@ pub(crate) fn write_file(
 
 /// Real user agents, with their share of persons. uap-core calls them, in order: Chrome,
 /// Chrome, Chrome, Firefox, Firefox, Safari, Edge, Chrome Mobile, Mobile Safari, Mobile Safari,
-/// Firefox Mobile, Edge Mobile (`duckdb_compare.py` mirrors this).
+/// Firefox Mobile, Edge Mobile (`peers_compare.py` mirrors this).
 pub(crate) const USER_AGENTS: &[(&str, f64)] = &[
     (
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",

@@ -89,13 +89,17 @@ pub(crate) fn rows<'a>(answer: &'a Value, name: &str) -> Option<&'a Vec<Value>> 
     answer.get("results")?.get(name)?.get("rows")?.as_array()
 }
 
-/// Rows and the sum of the `value` column (the last one, nulls skipped) over every rule of an
-/// answer.
+/// Rows and the sum of the value column over every rule of an answer: `persons` where a result
+/// has one (funnels, retention), else the last column; nulls are skipped.
 pub(crate) fn summarize(answer: &Value) -> (u64, f64) {
     let mut rows = 0u64;
     let mut sum = 0.0;
     if let Some(results) = answer.get("results").and_then(Value::as_object) {
         for table in results.values() {
+            let persons = table
+                .get("columns")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().position(|c| c == "persons"));
             for row in table
                 .get("rows")
                 .and_then(Value::as_array)
@@ -103,9 +107,12 @@ pub(crate) fn summarize(answer: &Value) -> (u64, f64) {
                 .flatten()
             {
                 rows += 1;
+                let row = row.as_array();
                 sum += row
-                    .as_array()
-                    .and_then(|r| r.last())
+                    .and_then(|r| match persons {
+                        Some(i) => r.get(i),
+                        None => r.last(),
+                    })
                     .and_then(Value::as_f64)
                     .unwrap_or(0.0);
             }

@@ -4,8 +4,8 @@
 //!   and `ingest`;
 //! - `ingest` measures sustained `POST /v1/events` throughput with many requests in flight;
 //! - `latency` measures how soon an acknowledged event is visible to `POST /v1/query`;
-//! - `queries` times a fixed suite of queries (the same suite `duckdb_compare.py` runs on
-//!   DuckDB);
+//! - `queries` times a fixed suite of queries (the same suite `peers_compare.py` runs on
+//!   DuckDB and chDB), and rollup answers of saved rules;
 //! - `report` merges results saved with `--json` into Markdown for BENCHMARKS.md.
 //!
 //! Every subcommand prints a Markdown table fragment at the end. See `benchmarks/README.md`.

@@ -2,7 +2,12 @@
 //!
 //! Each query runs once as a warm-up, then `--runs` times; the result is the minimum and the
 //! median time from sending the request to reading the last byte of the answer. The names are
-//! shared with `duckdb_compare.py`, which runs the equivalent SQL.
+//! shared with `peers_compare.py`, which runs the equivalent SQL on DuckDB and chDB. These
+//! queries ask for `"exact": true`, so they always read the events.
+//!
+//! Then the rollup suite: the dashboard series of [`ROLLUP_SUITE`] are saved as rules
+//! (`POST /v1/rules`), and once their rollups are ready the same queries are timed again without
+//! `exact`, answered from the rollups.
 
 use std::path::PathBuf;
 
@@ -14,8 +19,8 @@ use crate::generate::END_RFC3339;
 use crate::http;
 use crate::report::{self, Outcome, QueriesReport, QueryTiming, median};
 
-/// The suite, in order. `duckdb_compare.py` uses the same names.
-pub(crate) const SUITE: [&str; 8] = [
+/// The suite, in order. `peers_compare.py` uses the same names.
+pub(crate) const SUITE: [&str; 10] = [
     "events_per_day",
     "uniques_per_day",
     "top_pages_30d",
@@ -24,8 +29,16 @@ pub(crate) const SUITE: [&str; 8] = [
     "purchase_p50_p95_per_day",
     "revenue_pro",
     "one_person",
+    "funnel_3_steps_7d",
+    "retention_8_weeks",
 ];
 
+/// Queries answered from rollups: (name, the query of [`SUITE`] whose rule is saved).
+pub(crate) const ROLLUP_SUITE: [(&str, &str); 3] = [
+    ("rollup_events_per_day", "events_per_day"),
+    ("rollup_uniques_per_day", "uniques_per_day"),
+    ("rollup_by_browser_country", "by_browser_country"),
+];
 #[derive(Debug, clap::Args)]
 pub(crate) struct QueriesArgs {
     /// Base URL of the server.
@@ -50,6 +63,9 @@ pub(crate) struct QueriesArgs {
     /// Run only these queries (repeatable).
     #[arg(long)]
     only: Vec<String>,
+    /// Skip the rollup suite (which saves rules on the server).
+    #[arg(long)]
+    no_rollups: bool,
     /// Also write the result as JSON here (for `tally-bench report`).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -99,7 +115,7 @@ pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// The request body of each query of the suite, in [`SUITE`] order.
 pub(crate) fn suite(range: Range, user: &str) -> Vec<(&'static str, Value)> {
-    let body = |range: Range, rules: Value| json!({"time_range": range.json(), "rules": rules});
+    let body = |range: Range, rules: Value| json!({"time_range": range.json(), "rules": rules, "exact": true});
     let percentile = |op: &str| {
         json!({
             "name": op,
@@ -186,6 +202,32 @@ pub(crate) fn suite(range: Range, user: &str) -> Vec<(&'static str, Value)> {
                 }]),
             ),
         ),
+        (
+            "funnel_3_steps_7d",
+            body(
+                range,
+                json!([{
+                    "kind": "funnel",
+                    "name": "funnel_3_steps_7d",
+                    "steps": [{"event": "signup"}, {"event": "login"}, {"event": "purchase"}],
+                    "window": "7d",
+                }]),
+            ),
+        ),
+        (
+            "retention_8_weeks",
+            body(
+                range.last_days(7 * 8),
+                json!([{
+                    "kind": "retention",
+                    "name": "retention_8_weeks",
+                    "period": "week",
+                    "periods": 8,
+                    "cohort_event": "signup",
+                    "return_event": "pageview",
+                }]),
+            ),
+        ),
     ];
     debug_assert!(queries.iter().map(|q| q.0).eq(SUITE));
     queries
@@ -208,8 +250,12 @@ pub(crate) fn top_user_query(range: Range) -> Value {
 pub(crate) fn run(args: QueriesArgs) -> anyhow::Result<()> {
     let range = Range::ending(&args.end, args.days)?;
     for name in &args.only {
-        if !SUITE.contains(&name.as_str()) {
-            bail!("--only {name}: the queries are {}", SUITE.join(", "));
+        if !SUITE.contains(&name.as_str()) && !ROLLUP_SUITE.iter().any(|(r, _)| r == name) {
+            bail!(
+                "--only {name}: the queries are {}, {}",
+                SUITE.join(", "),
+                ROLLUP_SUITE.map(|r| r.0).join(", ")
+            );
         }
     }
     if let Some(dir) = &args.dump {
@@ -257,43 +303,45 @@ async fn run_suite(args: &QueriesArgs, range: Range) -> anyhow::Result<QueriesRe
     eprintln!("one_person: user {user}");
 
     let mut timings = Vec::new();
-    for (name, body) in suite(range, &user) {
+    let queries = suite(range, &user);
+    for (name, body) in &queries {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
             continue;
         }
-        let body = serde_json::to_vec(&body)?;
-        let timing = match time_query(&client, &args.url, &key, &body, args.runs).await {
-            Ok((ms, answer)) => {
-                let (rows, sum) = http::summarize(&answer);
-                QueryTiming {
-                    name: name.to_owned(),
-                    min_ms: ms.iter().copied().reduce(f64::min),
-                    median_ms: median(&ms),
-                    rows: Some(rows),
-                    value_sum: Some(sum),
-                    error: None,
-                }
-            }
-            Err(e) => QueryTiming {
-                name: name.to_owned(),
-                min_ms: None,
-                median_ms: None,
-                rows: None,
-                value_sum: None,
-                error: Some(format!("{e:#}")),
-            },
-        };
-        eprintln!(
-            "  {name}: median {} ms",
-            timing
-                .median_ms
-                .map(|m| format!("{m:.1}"))
-                .unwrap_or_else(|| "error".into())
-        );
+        let timing = timed(&client, &args.url, &key, name, body, args.runs, None).await?;
         timings.push(timing);
+    }
+    if !args.no_rollups {
+        for (name, base) in ROLLUP_SUITE {
+            if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
+                continue;
+            }
+            let Some((_, body)) = queries.iter().find(|(n, _)| *n == base) else {
+                continue;
+            };
+            let rule = &body["rules"][0];
+            save_rule(&client, &args.url, &key, rule).await?;
+            let mut body = body.clone();
+            if let Some(o) = body.as_object_mut() {
+                o.remove("exact");
+            }
+            let rule_name = rule["name"].as_str().unwrap_or(base);
+            let timing = timed(
+                &client,
+                &args.url,
+                &key,
+                name,
+                &body,
+                args.runs,
+                Some(rule_name),
+            )
+            .await?;
+            timings.push(timing);
+        }
     }
     Ok(QueriesReport {
         engine: "tally".into(),
+        version: None,
         source: args.url.clone(),
         runs: args.runs,
         from: rfc3339(range.from),
@@ -303,6 +351,122 @@ async fn run_suite(args: &QueriesArgs, range: Range) -> anyhow::Result<QueriesRe
         events: None,
         queries: timings,
     })
+}
+
+/// Times one query. With `rollup`, an answer that did not come from that rule's rollup is an
+/// error.
+async fn timed(
+    client: &reqwest::Client,
+    url: &str,
+    key: &reqwest::header::HeaderValue,
+    name: &str,
+    body: &Value,
+    runs: u32,
+    rollup: Option<&str>,
+) -> anyhow::Result<QueryTiming> {
+    let bytes = serde_json::to_vec(body)?;
+    let outcome = time_query(client, url, key, &bytes, runs)
+        .await
+        .and_then(|(ms, answer)| match rollup {
+            Some(r)
+                if !answer["from_rollups"]
+                    .as_array()
+                    .is_some_and(|a| a.contains(&json!(r))) =>
+            {
+                bail!(
+                    "not answered from the rollup of `{r}`: {}",
+                    answer["from_rollups"]
+                )
+            }
+            _ => Ok((ms, answer)),
+        });
+    let timing = match outcome {
+        Ok((ms, answer)) => {
+            let (rows, sum) = http::summarize(&answer);
+            QueryTiming {
+                name: name.to_owned(),
+                min_ms: ms.iter().copied().reduce(f64::min),
+                median_ms: median(&ms),
+                rows: Some(rows),
+                value_sum: Some(sum),
+                error: None,
+            }
+        }
+        Err(e) => QueryTiming {
+            name: name.to_owned(),
+            min_ms: None,
+            median_ms: None,
+            rows: None,
+            value_sum: None,
+            error: Some(format!("{e:#}")),
+        },
+    };
+    eprintln!(
+        "  {name}: median {} ms",
+        timing
+            .median_ms
+            .map(|m| format!("{m:.1}"))
+            .unwrap_or_else(|| "error".into())
+    );
+    Ok(timing)
+}
+
+/// Saves `rule` (replacing a rule of that name) and waits until its rollup is ready.
+async fn save_rule(
+    client: &reqwest::Client,
+    url: &str,
+    key: &reqwest::header::HeaderValue,
+    rule: &Value,
+) -> anyhow::Result<()> {
+    use reqwest::header::AUTHORIZATION;
+    let name = rule["name"].as_str().context("the rule has a name")?;
+    let path = http::endpoint(url, &format!("/v1/rules/{name}"));
+    client
+        .delete(&path)
+        .header(AUTHORIZATION, key.clone())
+        .send()
+        .await
+        .context("DELETE /v1/rules")?;
+    let resp = client
+        .post(http::endpoint(url, "/v1/rules"))
+        .header(AUTHORIZATION, key.clone())
+        .json(rule)
+        .send()
+        .await
+        .context("POST /v1/rules")?;
+    if !resp.status().is_success() {
+        bail!(
+            "POST /v1/rules answered {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let v: Value = client
+            .get(&path)
+            .header(AUTHORIZATION, key.clone())
+            .send()
+            .await
+            .context("GET /v1/rules/NAME")?
+            .json()
+            .await
+            .context("the rule answer is not JSON")?;
+        match v["rollup"]["state"].as_str() {
+            Some("ready") => {
+                eprintln!(
+                    "  rule {name}: rollup ready after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            Some("failed" | "unsupported") => bail!("the rollup of {name} failed: {v}"),
+            _ if started.elapsed() > std::time::Duration::from_secs(600) => {
+                bail!("the rollup of {name} was not ready after 10 minutes: {v}")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// One warm-up, then `runs` timed runs: the times in ms and the last answer.
@@ -368,7 +532,8 @@ mod tests {
         assert_eq!(queries.iter().map(|q| q.0).collect::<Vec<_>>(), SUITE);
         for (name, body) in &queries {
             let obj = body.as_object().expect("object");
-            assert_eq!(obj.len(), 2, "{name}: time_range and rules only");
+            assert_eq!(obj.len(), 3, "{name}: time_range, rules and exact only");
+            assert_eq!(body["exact"], true, "{name}: the suite reads the events");
             let tr = &body["time_range"];
             let from =
                 DateTime::parse_from_rfc3339(tr["from"].as_str().expect("from")).expect("from");
@@ -377,7 +542,7 @@ mod tests {
             let rules = body["rules"].as_array().expect("rules");
             assert!(!rules.is_empty());
             let mut names = HashSet::new();
-            for rule in rules {
+            for rule in rules.iter().filter(|r| r.get("kind").is_none()) {
                 for key in rule.as_object().expect("rule").keys() {
                     assert!(
                         RULE_KEYS.contains(&key.as_str()),
@@ -440,13 +605,20 @@ mod tests {
     }
 
     #[test]
-    fn duckdb_compare_runs_the_same_queries() {
-        let script = include_str!("../duckdb_compare.py");
+    fn peers_compare_runs_the_same_queries() {
+        let script = include_str!("../peers_compare.py");
         for name in SUITE {
             assert!(
                 script.contains(&format!("\"{name}\"")),
-                "duckdb_compare.py lacks {name}"
+                "peers_compare.py lacks {name}"
             );
+        }
+    }
+
+    #[test]
+    fn rollup_queries_are_suite_queries() {
+        for (_, base) in ROLLUP_SUITE {
+            assert!(SUITE.contains(&base));
         }
     }
 

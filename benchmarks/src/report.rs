@@ -1,5 +1,5 @@
 //! Results: each subcommand's outcome as JSON (`--json FILE`) and as a Markdown table fragment
-//! for BENCHMARKS.md; `report` merges saved outcomes (including `duckdb_compare.py --json`).
+//! for BENCHMARKS.md; `report` merges saved outcomes (including `peers_compare.py --json`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -118,8 +118,11 @@ pub(crate) struct LatencyReport {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct QueriesReport {
-    /// `tally` or `duckdb`.
+    /// `tally`, `duckdb` or `chdb`.
     pub(crate) engine: String,
+    /// The peer's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) version: Option<String>,
     /// The server queried, or the file loaded.
     pub(crate) source: String,
     pub(crate) runs: u32,
@@ -128,7 +131,7 @@ pub(crate) struct QueriesReport {
     /// The user of `one_person`.
     #[serde(default)]
     pub(crate) user: Option<String>,
-    /// DuckDB only: seconds to load the file into a table, and its rows.
+    /// Peers only: seconds to load the file into a table, and its rows.
     #[serde(default)]
     pub(crate) load_seconds: Option<f64>,
     #[serde(default)]
@@ -165,7 +168,7 @@ pub(crate) fn emit(outcome: &Outcome, json: Option<&Path>) -> anyhow::Result<()>
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReportArgs {
-    /// JSON files written with `--json` by the other subcommands or by `duckdb_compare.py`.
+    /// JSON files written with `--json` by the other subcommands or by `peers_compare.py`.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -183,7 +186,7 @@ pub(crate) fn run(args: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every outcome's table, then Tally against DuckDB when both ran the query suite.
+/// Every outcome's table, then Tally against the peers (DuckDB, chDB) that ran the query suite.
 pub(crate) fn merged(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     for o in outcomes {
@@ -196,8 +199,11 @@ pub(crate) fn merged(outcomes: &[Outcome]) -> String {
             _ => None,
         })
     };
-    if let (Some(t), Some(d)) = (suite("tally"), suite("duckdb")) {
-        out.push_str(&comparison(t, d));
+    if let Some(t) = suite("tally") {
+        let peers: Vec<&QueriesReport> = ["duckdb", "chdb"].into_iter().filter_map(suite).collect();
+        if !peers.is_empty() {
+            out.push_str(&comparison(t, &peers));
+        }
     }
     out
 }
@@ -365,39 +371,80 @@ fn write_queries(s: &mut String, q: &QueriesReport) -> std::fmt::Result {
     Ok(())
 }
 
-fn comparison(tally: &QueriesReport, duckdb: &QueriesReport) -> String {
+/// Rollup answers must take under this many milliseconds.
+const ROLLUP_TARGET_MS: f64 = 10.0;
+
+fn comparison(tally: &QueriesReport, peers: &[&QueriesReport]) -> String {
     let mut s = String::new();
     let _ = (|| -> std::fmt::Result {
-        writeln!(s, "#### Tally against DuckDB (median ms)\n")?;
+        let names: Vec<&str> = peers.iter().map(|p| engine_name(&p.engine)).collect();
         writeln!(
             s,
-            "| query | Tally | DuckDB | Tally / DuckDB | same answer |"
+            "#### Tally against {} (median ms)\n",
+            names.join(" and ")
         )?;
-        writeln!(s, "|---|---:|---:|---:|:---:|")?;
+        writeln!(
+            s,
+            "| query | Tally | {} | Tally / fastest peer | same answer |",
+            names.join(" | ")
+        )?;
+        writeln!(s, "|---|---:|{}---:|:---:|", "---:|".repeat(peers.len()))?;
+        let mut rollups = Vec::new();
         for t in &tally.queries {
-            let d = duckdb.queries.iter().find(|d| d.name == t.name);
-            let dm = d.and_then(|d| d.median_ms);
-            let ratio = match (t.median_ms, dm) {
+            let found: Vec<Option<&QueryTiming>> = peers
+                .iter()
+                .map(|p| p.queries.iter().find(|d| d.name == t.name))
+                .collect();
+            if found.iter().all(Option::is_none) {
+                rollups.push(t);
+                continue;
+            }
+            let fastest = found
+                .iter()
+                .filter_map(|d| d.and_then(|d| d.median_ms))
+                .reduce(f64::min);
+            let ratio = match (t.median_ms, fastest) {
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
                 _ => String::new(),
             };
-            let same = match d {
-                Some(d) => match (t.value_sum, d.value_sum) {
-                    (Some(a), Some(b)) if close(a, b) => "yes",
-                    (Some(_), Some(_)) => "**no**",
-                    _ => "",
-                },
-                None => "",
+            let sums: Vec<f64> = found
+                .iter()
+                .filter_map(|d| d.and_then(|d| d.value_sum))
+                .collect();
+            let same = match t.value_sum {
+                Some(a) if !sums.is_empty() && sums.iter().all(|b| close(a, *b)) => "yes",
+                Some(_) if !sums.is_empty() => "**no**",
+                _ => "",
             };
+            let peer_ms: Vec<String> = found
+                .iter()
+                .map(|d| opt_ms(d.and_then(|d| d.median_ms)))
+                .collect();
             writeln!(
                 s,
                 "| `{}` | {} | {} | {} | {} |",
                 t.name,
                 opt_ms(t.median_ms),
-                opt_ms(dm),
+                peer_ms.join(" | "),
                 ratio,
                 same
             )?;
+        }
+        if !rollups.is_empty() {
+            writeln!(
+                s,
+                "\n#### Answered from rollups (median ms, target < {ROLLUP_TARGET_MS} ms)\n"
+            )?;
+            writeln!(s, "| query | Tally | target met |")?;
+            writeln!(s, "|---|---:|:---:|")?;
+            for t in rollups {
+                let met = match t.median_ms {
+                    Some(m) if m < ROLLUP_TARGET_MS => "yes",
+                    Some(_) => "**no**",
+                    None => "",
+                };
+                writeln!(s, "| `{}` | {} | {met} |", t.name, opt_ms(t.median_ms))?;
+            }
         }
         Ok(())
     })();
@@ -412,6 +459,7 @@ fn engine_name(engine: &str) -> &str {
     match engine {
         "tally" => "Tally",
         "duckdb" => "DuckDB",
+        "chdb" => "chDB",
         other => other,
     }
 }
@@ -495,6 +543,7 @@ mod tests {
             from: "a".into(),
             to: "b".into(),
             user: None,
+            version: None,
             load_seconds: None,
             events: None,
             queries: vec![QueryTiming {
@@ -509,6 +558,7 @@ mod tests {
         let outcomes = vec![
             Outcome::Queries(q("tally", 20.0, 1000.0)),
             Outcome::Queries(q("duckdb", 10.0, 1000.0)),
+            Outcome::Queries(q("chdb", 8.0, 1000.0)),
         ];
         let text = serde_json::to_string(&outcomes[0]).expect("json");
         assert!(text.contains("\"kind\":\"queries\""), "{text}");
@@ -516,14 +566,14 @@ mod tests {
         assert!(matches!(back, Outcome::Queries(ref r) if r.engine == "tally"));
         let md = merged(&outcomes);
         assert!(
-            md.contains("| `events_per_day` | 20.0 | 10.0 | 2.0× | yes |"),
+            md.contains("| `events_per_day` | 20.0 | 10.0 | 8.0 | 2.5× | yes |"),
             "{md}"
         );
     }
 
     #[test]
-    fn reads_what_duckdb_compare_writes() {
-        // The shape `duckdb_compare.py --json` writes.
+    fn reads_what_peers_compare_writes() {
+        // The shape `peers_compare.py --json` writes.
         let text = r#"{"kind": "queries", "engine": "duckdb", "source": "events.ndjson.gz",
             "runs": 5, "from": "2026-08-22T00:00:00Z", "to": "2026-11-20T00:00:00Z",
             "user": "u_1", "load_seconds": 1.5, "events": 1000,
