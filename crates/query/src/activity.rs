@@ -168,9 +168,11 @@ impl LifecycleQuery {
         let tz = range.timezone;
         let first = iv.truncate(range.from, tz);
         let previous = iv.truncate(first - Duration::microseconds(1), tz);
+        // The last interval runs to its end, even past the range.
+        let last = iv.truncate(range.to - Duration::microseconds(1), tz);
         let whole = TimeRange {
             from: first,
-            to: range.to,
+            to: iv.next(last, tz).max(range.to),
             timezone: tz,
         };
         let starts = iv.buckets(&whole);

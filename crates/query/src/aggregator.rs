@@ -169,8 +169,8 @@ impl Aggregator {
                 }
                 QueryItem::Retention(r) => {
                     let (q, periods) = r.compile(project, &range, &at)?;
-                    let events = self.store.step_events(&q).await?;
-                    results.insert(r.name.clone(), r.evaluate(&events, &periods, end));
+                    let counts = store.retention(&q).await?;
+                    results.insert(r.name.clone(), r.evaluate(&counts, &periods));
                 }
                 QueryItem::Sessions(s) => {
                     let table = s.run(store, project, &range, &at).await?;
@@ -269,13 +269,23 @@ impl Aggregator {
 
 /// Refuses an interval that cuts the range into more than [`MAX_BUCKETS`] buckets.
 pub(crate) fn check_buckets(iv: Interval, range: &TimeRange, at: &str) -> Result<(), FieldError> {
-    let n = iv.buckets(range).len();
+    // Counted without building the list: a minute interval over centuries must not allocate.
+    let mut n = 0;
+    let mut b = iv.truncate(range.from, range.timezone);
+    while b < range.to && n <= MAX_BUCKETS {
+        n += 1;
+        let next = iv.next(b, range.timezone);
+        if next <= b {
+            break;
+        }
+        b = next;
+    }
     if n > MAX_BUCKETS {
         return Err(FieldError::new(
             "too_many_buckets",
             format!("{at}.interval"),
             format!(
-                "the range has {n} {} buckets; at most {MAX_BUCKETS}",
+                "the range has more than {MAX_BUCKETS} {} buckets",
                 iv.as_str()
             ),
         ));

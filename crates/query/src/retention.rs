@@ -7,16 +7,16 @@
 //! their cohort event; period 0 is the cohort's own period. Returns are looked for up to
 //! `periods` periods after the range, so the last cohorts are complete.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_core::time::format_rfc3339;
 use tally_core::{FieldError, Interval, ProjectId, TimeRange};
-use tally_store::{FieldRef, Filter, FilterOp, ResultTable, StepEvent, StepQuery};
+use tally_store::{ResultTable, RetentionCounts, RetentionQuery as StoreRetention};
 
-use crate::rule::{FilterSpec, compile_filter};
+use crate::rule::{FilterSpec, compile_filters_at};
 
 pub(crate) const MAX_PERIODS: usize = 100;
 
@@ -42,7 +42,7 @@ impl RetentionQuery {
         project: &ProjectId,
         range: &TimeRange,
         at: &str,
-    ) -> Result<(StepQuery, Vec<DateTime<Utc>>), FieldError> {
+    ) -> Result<(StoreRetention, Vec<DateTime<Utc>>), FieldError> {
         if !matches!(
             self.period,
             Interval::Day | Interval::Week | Interval::Month
@@ -60,17 +60,16 @@ impl RetentionQuery {
                 format!("between 1 and {MAX_PERIODS}"),
             ));
         }
-        let step =
-            |event: &str, filters: &[FilterSpec], field: &str| -> Result<Vec<Filter>, FieldError> {
-                let mut out = vec![Filter {
-                    field: FieldRef::Column("event".into()),
-                    op: FilterOp::Eq(Value::String(event.to_owned())),
-                }];
-                for (i, f) in filters.iter().enumerate() {
-                    out.push(compile_filter(f, &format!("{at}.{field}[{i}]"))?);
-                }
-                Ok(out)
-            };
+        let cohort = compile_filters_at(
+            Some(&self.cohort_event),
+            &self.cohort_filters,
+            &format!("{at}.cohort_filters"),
+        )?;
+        let returns = compile_filters_at(
+            Some(&self.return_event),
+            &self.return_filters,
+            &format!("{at}.return_filters"),
+        )?;
         // Period starts from the range's first period until `periods` past its end.
         let mut end = range.to;
         for _ in 0..self.periods {
@@ -86,62 +85,43 @@ impl RetentionQuery {
         };
         let boundaries = self.period.buckets(&extended);
         Ok((
-            StepQuery {
+            StoreRetention {
                 project: project.clone(),
                 from: range.from.timestamp_micros(),
+                cohort_to: range.to.timestamp_micros(),
                 to: end.timestamp_micros(),
-                steps: vec![
-                    step(&self.cohort_event, &self.cohort_filters, "cohort_filters")?,
-                    step(&self.return_event, &self.return_filters, "return_filters")?,
-                ],
-                breakdown: None,
+                timezone: range.timezone,
+                period: self.period,
+                cohort,
+                returns,
             },
             boundaries,
         ))
     }
 
-    /// Builds the table from the step events (ordered by person, then time).
+    /// Builds the table from the engine's counts.
     pub(crate) fn evaluate(
         &self,
-        events: &[StepEvent],
+        counts: &RetentionCounts,
         boundaries: &[DateTime<Utc>],
-        range_end: i64,
     ) -> ResultTable {
         let starts: Vec<i64> = boundaries.iter().map(|b| b.timestamp_micros()).collect();
         let period_of = |ts: i64| starts.partition_point(|s| *s <= ts).saturating_sub(1);
         // cohort period index -> (persons in it, persons active per following period)
         let mut cohorts: BTreeMap<usize, (u64, Vec<u64>)> = BTreeMap::new();
-        let mut i = 0;
-        while i < events.len() {
-            let mut j = i;
-            while j < events.len() && events[j].person == events[i].person {
-                j += 1;
-            }
-            let person = &events[i..j];
-            if let Some(first) = person
-                .iter()
-                .find(|e| e.steps & 1 == 1 && e.timestamp < range_end)
+        for &(start, size) in &counts.cohorts {
+            let entry = cohorts
+                .entry(period_of(start))
+                .or_insert_with(|| (0, vec![0; self.periods]));
+            entry.0 += size;
+        }
+        for &(cohort, active, persons) in &counts.active {
+            let (c, a) = (period_of(cohort), period_of(active));
+            if let (Some(entry), Some(k)) = (cohorts.get_mut(&c), a.checked_sub(c))
+                && k < self.periods
             {
-                let cohort = period_of(first.timestamp);
-                let entry = cohorts
-                    .entry(cohort)
-                    .or_insert_with(|| (0, vec![0; self.periods]));
-                entry.0 += 1;
-                let mut active = HashSet::new();
-                for e in person
-                    .iter()
-                    .filter(|e| e.steps & 2 == 2 && e.timestamp >= first.timestamp)
-                {
-                    let k = period_of(e.timestamp).saturating_sub(cohort);
-                    if k < self.periods {
-                        active.insert(k);
-                    }
-                }
-                for k in active {
-                    entry.1[k] += 1;
-                }
+                entry.1[k] += persons;
             }
-            i = j;
         }
         let columns = ["cohort", "size", "period", "persons", "fraction"]
             .map(String::from)

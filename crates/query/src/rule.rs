@@ -275,10 +275,19 @@ pub(crate) fn compile_filters(
     filters: &[FilterSpec],
     at: &str,
 ) -> Result<Vec<Filter>, FieldError> {
+    compile_filters_at(event, filters, &format!("{at}.filters"))
+}
+
+/// An optional event name (a filter on `event`) and the filters of the list at `path`.
+pub(crate) fn compile_filters_at(
+    event: Option<&str>,
+    filters: &[FilterSpec],
+    path: &str,
+) -> Result<Vec<Filter>, FieldError> {
     if filters.len() > MAX_FILTERS {
         return Err(FieldError::new(
             "too_many_filters",
-            format!("{at}.filters"),
+            path,
             format!("at most {MAX_FILTERS} filters"),
         ));
     }
@@ -290,7 +299,7 @@ pub(crate) fn compile_filters(
         });
     }
     for (i, f) in filters.iter().enumerate() {
-        out.push(compile_filter(f, &format!("{at}.filters[{i}]"))?);
+        out.push(compile_filter(f, &format!("{path}[{i}]"))?);
     }
     Ok(out)
 }

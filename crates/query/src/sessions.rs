@@ -16,8 +16,9 @@ use crate::aggregator::{QueryError, check_buckets};
 use crate::fields::resolve_field;
 use crate::rule::{FilterSpec, check_name, compile_filters};
 
-/// Breakdown values returned per bucket when no `limit` is given.
+/// Breakdown values returned per bucket when no `limit` is given, and at most.
 const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
 
 /// `{"kind": "sessions", "name": ..., "interval": "day", "breakdown": "$entry_page", "limit": 10,
 ///   "filters": [...]}`; `breakdown` is `$entry_page`, `$exit_page` or a field (its value on the
@@ -32,7 +33,8 @@ pub struct SessionsQuery {
     pub interval: Option<Interval>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<String>,
-    /// With a breakdown: at most this many values per bucket, most sessions first (default 100).
+    /// With a breakdown: at most this many values per bucket, most sessions first (default 100,
+    /// at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
@@ -57,12 +59,22 @@ impl SessionsQuery {
                 &format!("{at}.breakdown"),
             )?)),
         };
-        if self.limit == Some(0) {
-            return Err(FieldError::new(
-                "invalid_limit",
-                format!("{at}.limit"),
-                "must be at least 1",
-            ));
+        match self.limit {
+            Some(l) if l == 0 || l > MAX_LIMIT => {
+                return Err(FieldError::new(
+                    "invalid_limit",
+                    format!("{at}.limit"),
+                    format!("between 1 and {MAX_LIMIT}"),
+                ));
+            }
+            Some(_) if breakdown.is_none() => {
+                return Err(FieldError::new(
+                    "invalid_limit",
+                    format!("{at}.limit"),
+                    "`limit` applies to a `breakdown`",
+                ));
+            }
+            _ => {}
         }
         Ok(SessionQuery {
             project: project.clone(),

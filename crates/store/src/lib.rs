@@ -20,8 +20,8 @@ use tally_core::{EventRecord, ProjectId};
 pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport, SqlLimits, SqlResult};
 pub use plan::{
     AggregateQuery, FieldRef, Filter, FilterOp, Measure, PAGEVIEW_EVENT, PATH_END, PATH_START,
-    PathDirection, PathQuery, ResultTable, RollupDef, RollupStatus, SESSION_LOOKAROUND_US,
-    SessionBreakdown, SessionQuery, StepEvent, StepQuery,
+    PathDirection, PathQuery, ResultTable, RetentionCounts, RetentionQuery, RollupDef,
+    RollupStatus, SESSION_LOOKAROUND_US, SessionBreakdown, SessionQuery, StepEvent, StepQuery,
 };
 
 /// Processed events of one project, in arrival order.
@@ -100,6 +100,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The events matching any step of `query`, ordered by person, then time.
     async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>>;
+
+    /// Cohort sizes and returning persons (see [`RetentionQuery`]).
+    async fn retention(&self, query: &RetentionQuery) -> Result<RetentionCounts>;
 
     /// Summarizes sessions (see [`SessionQuery`]).
     async fn sessions(&self, query: &SessionQuery) -> Result<ResultTable>;

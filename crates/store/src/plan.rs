@@ -206,3 +206,28 @@ pub struct PathQuery {
 pub const PATH_END: &str = "$end";
 /// The item of a path step before the session's first item.
 pub const PATH_START: &str = "$start";
+
+/// Retention counted in the engine: each person's cohort is the period of their first `cohort`
+/// event in `[from, cohort_to)`; a person is active in a period when a `returns` event in
+/// `[from, to)`, at or after that first cohort event, falls in it. Periods are `period` buckets
+/// on the calendar of `timezone`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionQuery {
+    pub project: ProjectId,
+    pub from: i64,
+    pub cohort_to: i64,
+    pub to: i64,
+    pub timezone: Tz,
+    pub period: Interval,
+    pub cohort: Vec<Filter>,
+    pub returns: Vec<Filter>,
+}
+
+/// What [`RetentionQuery`] counts; periods are given by their start (µs, UTC).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetentionCounts {
+    /// Persons per cohort period.
+    pub cohorts: Vec<(i64, u64)>,
+    /// Distinct persons per (cohort period, period they were active in).
+    pub active: Vec<(i64, i64, u64)>,
+}

@@ -440,6 +440,58 @@ fn check_all(server: &Server, key: &str, events: &[Gen]) {
     exp.sort_by(|a, b| b[1].as_f64().partial_cmp(&a[1].as_f64()).unwrap());
     assert_rows("plan_group", &r["plan_group"], &exp);
 
+    // Retention on Berlin days (CEST all along) against a brute-force count: a person's cohort is
+    // the day of their first signup in the range; returns are pro purchases at or after it, up to
+    // 3 days, also after the range.
+    let berlin = Duration::hours(2);
+    let day = |t: DateTime<Utc>| (t + berlin).date_naive();
+    let (rfrom, rto) = (from - berlin, to - berlin);
+    let mut first: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.name == "signup" && e.ts >= rfrom && e.ts < rto)
+    {
+        let t = first.entry(e.person.as_str()).or_insert(e.ts);
+        *t = (*t).min(e.ts);
+    }
+    // cohort day -> (size, persons active on day k)
+    let mut cohorts: BTreeMap<chrono::NaiveDate, (u64, [BTreeSet<&str>; 3])> = BTreeMap::new();
+    for t0 in first.values() {
+        cohorts.entry(day(*t0)).or_default().0 += 1;
+    }
+    for e in events
+        .iter()
+        .filter(|e| e.name == "purchase" && e.plan == Some("pro"))
+    {
+        if let Some(t0) = first.get(e.person.as_str()).filter(|t0| e.ts >= **t0) {
+            let k = (day(e.ts) - day(*t0)).num_days() as usize;
+            if k < 3 {
+                cohorts.get_mut(&day(*t0)).unwrap().1[k].insert(e.person.as_str());
+            }
+        }
+    }
+    let mut exp = Vec::new();
+    for (d, (size, active)) in &cohorts {
+        let start = Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap()) - berlin;
+        for (k, persons) in active.iter().enumerate() {
+            let n = persons.len() as f64;
+            exp.push(vec![
+                rfc(start),
+                json!(size),
+                json!(k),
+                json!(persons.len()),
+                json!(n / *size as f64),
+            ]);
+        }
+    }
+    assert!(exp.len() >= 9, "the data has several cohorts: {exp:?}");
+    let r = server.query(key, &json!({
+        "time_range": {"from": "2026-08-30T00:00:00+02:00", "to": "2026-09-08T00:00:00+02:00", "timezone": "Europe/Berlin"},
+        "rules": [{"kind": "retention", "name": "ret", "period": "day", "periods": 3,
+                   "cohort_event": "signup", "return_event": "purchase",
+                   "return_filters": [["properties.plan", "eq", "pro"]]}]}));
+    assert_rows("retention", &r["ret"], &exp);
+
     // An empty range still answers: zero counts, null sums, every bucket.
     let r = server.query(key, &json!({"time_range": {"from": "2025-01-01T00:00:00Z", "to": "2025-01-03T00:00:00Z"}, "rules": [
         {"name": "c", "measure": {"op": "count"}, "interval": "day"},

@@ -20,8 +20,8 @@ use tally_core::Interval;
 use tally_core::time::format_rfc3339;
 
 use crate::plan::{
-    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, RollupDef, StepEvent,
-    StepQuery,
+    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, RetentionCounts,
+    RetentionQuery, RollupDef, StepEvent, StepQuery,
 };
 use crate::schema::{col, event_schema, is_column, is_string_column};
 use crate::{Result, StoreError};
@@ -529,6 +529,98 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
                 breakdown: (!datafusion::arrow::array::Array::is_null(brk, r))
                     .then(|| brk.value(r).to_owned()),
             });
+        }
+    }
+    Ok(out)
+}
+
+/// Counts retention in the engine: cohorts by the first cohort event per person, then a join of
+/// the return events on the person (see [`RetentionQuery`]).
+pub(crate) async fn retention(frame: DataFrame, q: &RetentionQuery) -> Result<RetentionCounts> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::common::JoinType;
+
+    let matches = |filters: &[Filter]| -> Result<Expr> {
+        let mut pred = lit(true);
+        for f in filters {
+            pred = pred.and(filter_expr(f)?);
+        }
+        // A NULL comparison (a missing property) means "does not match".
+        Ok(datafusion::functions::expr_fn::coalesce(vec![
+            pred,
+            lit(false),
+        ]))
+    };
+    // Microseconds since the epoch (`date_bin` may answer in nanoseconds).
+    let period = |ts: Expr| {
+        let us = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        cast(
+            cast(bucket_expr(ts, q.period, q.timezone), us),
+            DataType::Int64,
+        )
+    };
+    let events = frame.filter(
+        ident(col::TIMESTAMP)
+            .gt_eq(ts_lit(q.from))
+            .and(ident(col::TIMESTAMP).lt(ts_lit(q.to))),
+    )?;
+    let cohorts = events
+        .clone()
+        .filter(matches(&q.cohort)?.and(ident(col::TIMESTAMP).lt(ts_lit(q.cohort_to))))?
+        .aggregate(
+            vec![ident(col::PERSON_ID)],
+            vec![min(ident(col::TIMESTAMP)).alias("t0")],
+        )?
+        .select(vec![
+            ident(col::PERSON_ID).alias("cohort_person"),
+            ident("t0"),
+            period(ident("t0")).alias("cohort"),
+        ])?
+        .cache()
+        .await?;
+    let sizes = cohorts
+        .clone()
+        .aggregate(vec![ident("cohort")], vec![count(lit(1i64)).alias("n")])?;
+    let active = events
+        .filter(matches(&q.returns)?)?
+        .select(vec![
+            ident(col::PERSON_ID).alias("return_person"),
+            ident(col::TIMESTAMP).alias("rt"),
+        ])?
+        .join(
+            cohorts,
+            JoinType::Inner,
+            &["return_person"],
+            &["cohort_person"],
+            Some(ident("rt").gt_eq(ident("t0"))),
+        )?
+        .aggregate(
+            vec![
+                ident("cohort"),
+                period(ident("rt")).alias("active"),
+                ident("return_person"),
+            ],
+            vec![],
+        )?
+        .aggregate(
+            vec![ident("cohort"), ident("active")],
+            vec![count(lit(1i64)).alias("n")],
+        )?;
+    let mut out = RetentionCounts::default();
+    for b in sizes.collect().await? {
+        let c = b.column(0).as_primitive::<Int64Type>();
+        let n = b.column(1).as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            out.cohorts.push((c.value(r), n.value(r) as u64));
+        }
+    }
+    for b in active.collect().await? {
+        let c = b.column(0).as_primitive::<Int64Type>();
+        let a = b.column(1).as_primitive::<Int64Type>();
+        let n = b.column(2).as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            out.active.push((c.value(r), a.value(r), n.value(r) as u64));
         }
     }
     Ok(out)

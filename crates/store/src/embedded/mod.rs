@@ -37,8 +37,8 @@ use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
 use crate::plan::{
-    AggregateQuery, PathQuery, ResultTable, RollupDef, RollupStatus, SESSION_LOOKAROUND_US,
-    SessionQuery, StepEvent, StepQuery,
+    AggregateQuery, PathQuery, ResultTable, RetentionCounts, RetentionQuery, RollupDef,
+    RollupStatus, SESSION_LOOKAROUND_US, SessionQuery, StepEvent, StepQuery,
 };
 use crate::schema::{col, records_to_batch};
 use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
@@ -692,6 +692,11 @@ impl Store for EmbeddedStore {
     async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>> {
         let frame = self.frame(&query.project, query.from, query.to).await?;
         engine::step_events(frame, query).await
+    }
+
+    async fn retention(&self, query: &RetentionQuery) -> Result<RetentionCounts> {
+        let frame = self.frame(&query.project, query.from, query.to).await?;
+        engine::retention(frame, query).await
     }
 
     async fn sessions(&self, query: &SessionQuery) -> Result<ResultTable> {
