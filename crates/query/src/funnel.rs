@@ -266,9 +266,9 @@ mod tests {
 
     const H: i64 = 3_600_000_000;
 
-    fn ev(person: &str, t: i64, steps: u64) -> StepEvent {
+    fn ev(t: i64, steps: u64) -> StepEvent {
         StepEvent {
-            person: person.into(),
+            person: 0,
             timestamp: t,
             steps,
             breakdown: None,
@@ -281,62 +281,43 @@ mod tests {
         let end = i64::MAX;
         // In order within the window: all three steps.
         assert_eq!(
-            person_funnel(
-                &[ev("a", 0, 1), ev("a", H, 2), ev("a", 2 * H, 4)],
-                3,
-                w,
-                end
-            )
-            .unwrap()
-            .0,
+            person_funnel(&[ev(0, 1), ev(H, 2), ev(2 * H, 4)], 3, w, end)
+                .unwrap()
+                .0,
             3
         );
         // Out of order: step 2 before step 1 does not count.
         assert_eq!(
-            person_funnel(
-                &[ev("a", 0, 2), ev("a", H, 1), ev("a", 2 * H, 4)],
-                3,
-                w,
-                end
-            )
-            .unwrap()
-            .0,
+            person_funnel(&[ev(0, 2), ev(H, 1), ev(2 * H, 4)], 3, w, end)
+                .unwrap()
+                .0,
             1
         );
         // Exactly on the window boundary counts; a microsecond later does not.
         assert_eq!(
-            person_funnel(&[ev("a", 0, 1), ev("a", w, 2)], 2, w, end)
-                .unwrap()
-                .0,
+            person_funnel(&[ev(0, 1), ev(w, 2)], 2, w, end).unwrap().0,
             2
         );
         assert_eq!(
-            person_funnel(&[ev("a", 0, 1), ev("a", w + 1, 2)], 2, w, end)
+            person_funnel(&[ev(0, 1), ev(w + 1, 2)], 2, w, end)
                 .unwrap()
                 .0,
             1
         );
         // A later step-1 event restarts the chain and can still convert.
         assert_eq!(
-            person_funnel(
-                &[ev("a", 0, 1), ev("a", 30 * H, 1), ev("a", 31 * H, 2)],
-                2,
-                w,
-                end
-            )
-            .unwrap()
-            .1[1],
+            person_funnel(&[ev(0, 1), ev(30 * H, 1), ev(31 * H, 2)], 2, w, end)
+                .unwrap()
+                .1[1],
             H
         );
         // One event matching steps 1 and 2 counts once.
-        assert_eq!(person_funnel(&[ev("a", 0, 3)], 2, w, end).unwrap().0, 1);
+        assert_eq!(person_funnel(&[ev(0, 3)], 2, w, end).unwrap().0, 1);
         assert_eq!(
-            person_funnel(&[ev("a", 0, 3), ev("a", H, 3)], 2, w, end)
-                .unwrap()
-                .0,
+            person_funnel(&[ev(0, 3), ev(H, 3)], 2, w, end).unwrap().0,
             2
         );
         // Step 1 after the range does not start a funnel.
-        assert!(person_funnel(&[ev("a", 10, 1)], 2, w, 5).is_none());
+        assert!(person_funnel(&[ev(10, 1)], 2, w, 5).is_none());
     }
 }

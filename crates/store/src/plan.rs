@@ -87,7 +87,8 @@ pub struct StepQuery {
 /// One event of a [`StepQuery`]: whose, when, which steps it matches (bit `i` for step `i`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepEvent {
-    pub person: String,
+    /// The person, as a number given out per query: equal numbers, same person.
+    pub person: u32,
     pub timestamp: i64,
     pub steps: u64,
     pub breakdown: Option<String>,

@@ -1,6 +1,7 @@
 //! Compiles an [`AggregateQuery`] into a DataFusion plan over the buffer and the Parquet files,
 //! runs it, and turns the result into a [`ResultTable`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
@@ -501,20 +502,18 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
         Some(f) => field_expr(f, As::Text)?,
         None => lit(ScalarValue::Utf8(None)),
     };
-    let df = frame
-        .filter(time.and(any))?
-        .select(vec![
-            ident(col::PERSON_ID).alias("person"),
-            cast(ident(col::TIMESTAMP), DataType::Int64).alias("ts"),
-            mask.alias("steps"),
-            cast(breakdown, DataType::Utf8).alias("breakdown"),
-        ])?
-        .sort(vec![
-            ident("person").sort(true, false),
-            ident("ts").sort(true, false),
-        ])?;
+    let df = frame.filter(time.and(any))?.select(vec![
+        ident(col::PERSON_ID).alias("person"),
+        cast(ident(col::TIMESTAMP), DataType::Int64).alias("ts"),
+        mask.alias("steps"),
+        cast(breakdown, DataType::Utf8).alias("breakdown"),
+    ])?;
+    // Persons become numbers and the events are sorted here rather than by the engine: sorting
+    // millions of (string, time) rows costs far more than hashing each person once.
+    let batches = df.collect().await?;
+    let mut ids: HashMap<&str, u32> = HashMap::new();
     let mut out = Vec::new();
-    for b in df.collect().await? {
+    for b in &batches {
         use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::Int64Type;
         let person = b.column(0).as_string::<i32>();
@@ -522,8 +521,11 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
         let steps = b.column(2).as_primitive::<Int64Type>();
         let brk = b.column(3).as_string::<i32>();
         for r in 0..b.num_rows() {
+            let next = u32::try_from(ids.len())
+                .map_err(|_| invalid("more than 4 billion persons in one funnel"))?;
+            let person = *ids.entry(person.value(r)).or_insert(next);
             out.push(StepEvent {
-                person: person.value(r).to_owned(),
+                person,
                 timestamp: ts.value(r),
                 steps: steps.value(r) as u64,
                 breakdown: (!datafusion::arrow::array::Array::is_null(brk, r))
@@ -531,6 +533,7 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
             });
         }
     }
+    out.sort_unstable_by_key(|e| (e.person, e.timestamp, e.steps));
     Ok(out)
 }
 
