@@ -1,5 +1,7 @@
-//! Parquet partitions: one folder per project and UTC day, files sorted by timestamp, ZSTD with
-//! dictionary encoding. Files are written beside their final name and renamed into place, so a
+//! Parquet partitions: one folder per project and UTC day, files sorted by (event, person, time)
+//! with page statistics on pages of at most 8,192 rows, ZSTD with dictionary encoding. The sort
+//! puts each event name's rows and each person's rows together, so a filter on `event` or on a
+//! person reads only the pages that can hold them. Files are written beside their final name and renamed into place, so a
 //! file under its final name is always complete; only the catalog makes it part of the table.
 
 use std::fs::File;
@@ -24,6 +26,10 @@ use crate::schema::{col, event_schema};
 use crate::{Result, StoreError};
 
 const DAY_US: i64 = 86_400_000_000;
+/// Rows per data page at most: the granularity at which page statistics let a scan skip rows.
+const PAGE_ROWS: usize = 8192;
+/// The order of the rows in a file.
+const FILE_ORDER: [&str; 3] = [col::EVENT, col::PERSON_ID, col::TIMESTAMP];
 
 /// The folder that holds every Parquet file, relative to the data dir.
 pub(crate) const EVENTS_DIR: &str = "events";
@@ -34,11 +40,17 @@ fn writer_properties() -> WriterProperties {
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(1 << 20))
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: 0,
-            descending: false,
-            nulls_first: false,
-        }]))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_sorting_columns(Some(
+            FILE_ORDER
+                .iter()
+                .map(|name| SortingColumn {
+                    column_idx: event_schema().index_of(name).unwrap_or(0) as i32,
+                    descending: false,
+                    nulls_first: false,
+                })
+                .collect(),
+        ))
         // Random 16-byte ids do not compress with a dictionary; skip it for them.
         .set_column_dictionary_enabled(col::MESSAGE_ID.into(), false)
         .build()
@@ -87,28 +99,39 @@ pub(crate) fn write_partitions(
     Ok(out)
 }
 
-fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
-    let ts = batch
-        .column_by_name(col::TIMESTAMP)
-        .ok_or_else(|| StoreError::Internal("batch without a timestamp column".into()))?;
-    let idx = lexsort_to_indices(
-        &[SortColumn {
-            values: Arc::clone(ts),
+fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
+    let mut keys = Vec::with_capacity(columns.len());
+    for name in columns {
+        let values = batch
+            .column_by_name(name)
+            .ok_or_else(|| StoreError::Internal(format!("batch without a {name} column")))?;
+        keys.push(SortColumn {
+            values: Arc::clone(values),
             options: None,
-        }],
-        None,
-    )?;
+        });
+    }
+    let idx = lexsort_to_indices(&keys, None)?;
     Ok(take_record_batch(batch, &idx)?)
 }
 
-/// Writes one file of rows that all fall on one UTC day (already sorted by time).
+fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
+    sort_by(batch, &[col::TIMESTAMP])
+}
+
+/// Writes one file of rows that all fall on one UTC day, in [`FILE_ORDER`].
 fn write_file(
     data_dir: &Path,
     project: &ProjectId,
     batch: &RecordBatch,
 ) -> Result<ParquetFileEntry> {
+    let batch = &sort_by(batch, &FILE_ORDER)?;
     let ts = timestamps(batch)?;
-    let (min_ts, max_ts) = (ts.value(0), ts.value(ts.len() - 1));
+    let (Some(min_ts), Some(max_ts)) = (
+        datafusion::arrow::compute::min(ts),
+        datafusion::arrow::compute::max(ts),
+    ) else {
+        return Err(StoreError::Internal("a file without rows".into()));
+    };
     let day = day_of(min_ts);
     let rel: PathBuf = [
         EVENTS_DIR,
@@ -159,7 +182,7 @@ pub(crate) fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<Vec<
     Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Merges the files of one day into one, sorted. Returns the new entry (the caller commits it).
+/// Merges the files of one day into one, in [`FILE_ORDER`]. Returns the new entry (the caller commits it).
 pub(crate) fn compact_files(
     data_dir: &Path,
     project: &ProjectId,
@@ -173,8 +196,7 @@ pub(crate) fn compact_files(
         return Ok(None);
     }
     let all = concat_batches(&event_schema(), &batches)?;
-    let sorted = sort_by_time(&all)?;
-    Ok(Some(write_file(data_dir, project, &sorted)?))
+    Ok(Some(write_file(data_dir, project, &all)?))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
