@@ -251,4 +251,41 @@ mod tests {
         let merged = compact_files(dir.path(), &p, &files).unwrap().unwrap();
         assert_eq!(merged.rows, 4);
     }
+
+    #[test]
+    fn rows_are_in_event_person_time_order_with_the_day_s_time_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ProjectId::generate();
+        let mk = |ts: i64, event: &str, person: &str| EventRecord {
+            timestamp: ts,
+            event: event.into(),
+            person_id: person.into(),
+            ..Default::default()
+        };
+        let rows = [
+            mk(50, "signup", "b"),
+            mk(10, "pageview", "b"),
+            mk(90, "pageview", "a"),
+            mk(20, "signup", "a"),
+            mk(5, "pageview", "b"),
+        ];
+        let b = crate::schema::records_to_batch(&rows).unwrap();
+        let files = write_partitions(dir.path(), &p, &[b]).unwrap();
+        assert_eq!(files.len(), 1);
+        // The time bounds hold although the first and last rows are not the earliest and latest.
+        assert_eq!((files[0].min_ts, files[0].max_ts), (5, 90));
+        let back = read_file(&dir.path().join(&files[0].path)).unwrap();
+        let b = &back[0];
+        let text = |name: &str| -> Vec<String> {
+            let c = b.column_by_name(name).unwrap().as_string::<i32>();
+            (0..c.len()).map(|i| c.value(i).to_owned()).collect()
+        };
+        let ts: Vec<i64> = timestamps(b).unwrap().values().to_vec();
+        assert_eq!(
+            text("event"),
+            ["pageview", "pageview", "pageview", "signup", "signup"]
+        );
+        assert_eq!(text("person_id"), ["a", "b", "b", "a", "b"]);
+        assert_eq!(ts, [90, 5, 10, 20, 50]);
+    }
 }
