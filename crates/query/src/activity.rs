@@ -102,7 +102,37 @@ async fn active_persons(
     Ok(out)
 }
 
+/// Checks a stickiness or lifecycle item and compiles its event and filters.
+fn compile_activity(
+    name: &str,
+    event: Option<&str>,
+    filters: &[FilterSpec],
+    interval: Interval,
+    range: &TimeRange,
+    at: &str,
+) -> Result<Vec<Filter>, tally_core::FieldError> {
+    check_name(name, at)?;
+    check_buckets(interval, range, at)?;
+    compile_filters(event, filters, at)
+}
+
 impl StickinessQuery {
+    /// Validates the item without running it.
+    pub(crate) fn validate(&self, range: &TimeRange, at: &str) -> Result<(), QueryError> {
+        self.compile(range, at).map(|_| ()).map_err(Into::into)
+    }
+
+    fn compile(&self, range: &TimeRange, at: &str) -> Result<Vec<Filter>, tally_core::FieldError> {
+        compile_activity(
+            &self.name,
+            self.event.as_deref(),
+            &self.filters,
+            self.interval,
+            range,
+            at,
+        )
+    }
+
     pub(crate) async fn run(
         &self,
         store: &dyn Store,
@@ -110,9 +140,7 @@ impl StickinessQuery {
         range: &TimeRange,
         at: &str,
     ) -> Result<ResultTable, QueryError> {
-        check_name(&self.name, at)?;
-        check_buckets(self.interval, range, at)?;
-        let filters = compile_filters(self.event.as_deref(), &self.filters, at)?;
+        let filters = self.compile(range, at)?;
         let starts = self.interval.buckets(range);
         let active = active_persons(
             store,
@@ -154,6 +182,22 @@ impl StickinessQuery {
 }
 
 impl LifecycleQuery {
+    /// Validates the item without running it.
+    pub(crate) fn validate(&self, range: &TimeRange, at: &str) -> Result<(), QueryError> {
+        self.compile(range, at).map(|_| ()).map_err(Into::into)
+    }
+
+    fn compile(&self, range: &TimeRange, at: &str) -> Result<Vec<Filter>, tally_core::FieldError> {
+        compile_activity(
+            &self.name,
+            self.event.as_deref(),
+            &self.filters,
+            self.interval,
+            range,
+            at,
+        )
+    }
+
     pub(crate) async fn run(
         &self,
         store: &dyn Store,
@@ -161,9 +205,7 @@ impl LifecycleQuery {
         range: &TimeRange,
         at: &str,
     ) -> Result<ResultTable, QueryError> {
-        check_name(&self.name, at)?;
-        check_buckets(self.interval, range, at)?;
-        let filters = compile_filters(self.event.as_deref(), &self.filters, at)?;
+        let filters = self.compile(range, at)?;
         let iv = self.interval;
         let tz = range.timezone;
         let first = iv.truncate(range.from, tz);

@@ -140,6 +140,26 @@ impl Aggregator {
     ) -> Result<QueryResponse, QueryError> {
         let range = TimeRange::from_spec(&request.time_range, "time_range")?;
         check_names(request.rules.iter().map(QueryItem::name))?;
+        // Every item is checked before any runs: a bad last item costs no work.
+        for (i, item) in request.rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            match item {
+                QueryItem::Rule(r) => {
+                    r.compile(project, &range, &at)?;
+                }
+                QueryItem::Funnel(f) => {
+                    f.compile(project, &range, &at)?;
+                }
+                QueryItem::Retention(r) => {
+                    r.compile(project, &range, &at)?;
+                }
+                QueryItem::Formula(_) => {}
+                QueryItem::Sessions(s) => s.validate(project, &range, &at)?,
+                QueryItem::Paths(p) => p.validate(project, &range, &at)?,
+                QueryItem::Stickiness(s) => s.validate(&range, &at)?,
+                QueryItem::Lifecycle(l) => l.validate(&range, &at)?,
+            }
+        }
         let rules: Vec<AggregationRule> = request
             .rules
             .iter()

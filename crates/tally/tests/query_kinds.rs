@@ -121,6 +121,18 @@ fn bad_queries_name_the_field() {
         assert_eq!(v["error"]["field"], field, "{rule}: {v}");
         assert_eq!(v["error"]["code"], code, "{rule}: {v}");
     }
+    // Every item is checked before any runs; the error names the bad one.
+    let (status, v) = server.post(
+        "/v1/query",
+        &project.read_key,
+        &json!({"time_range": range, "rules": [
+            {"kind": "sessions", "name": "s"},
+            {"kind": "stickiness", "name": "t", "event": "login"},
+            {"kind": "paths", "name": "p", "anchor": {}},
+        ]}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["field"], "rules[2].anchor", "{v}");
     let (status, v) = server.post(
         "/v1/query",
         &project.read_key,
