@@ -51,6 +51,11 @@ FUNNEL_STEPS = ("signup", "login", "purchase")
 FUNNEL_WINDOW_DAYS = 7
 RETENTION_WEEKS = 8
 RETENTION_COHORT, RETENTION_RETURN = "signup", "pageview"
+# Each person's first cohort event in the last 8 weeks: the same SQL on both engines.
+RETENTION_FIRST = (
+    f"SELECT person, min(ts) AS t0 FROM events "
+    f"WHERE event = '{RETENTION_COHORT}' AND ts >= $from_weeks AND ts < $to GROUP BY person"
+)
 
 
 class DuckDB:
@@ -168,11 +173,7 @@ class DuckDB:
             (
                 "retention_8_weeks",
                 f"""
-                WITH c AS (
-                    SELECT person, min(ts) AS t0 FROM events
-                    WHERE event = '{RETENTION_COHORT}' AND ts >= $from_weeks AND ts < $to
-                    GROUP BY person
-                ),
+                WITH c AS ({RETENTION_FIRST}),
                 r AS (
                     SELECT DISTINCT c.person, {week.format('c.t0')} AS cohort,
                         CAST((epoch({week.format('e.ts')}) - epoch({week.format('c.t0')})) / 604800 AS INTEGER) AS k
@@ -288,11 +289,7 @@ class ChDB:
             (
                 "retention_8_weeks",
                 f"""
-                WITH c AS (
-                    SELECT person, min(ts) AS t0 FROM events
-                    WHERE event = '{RETENTION_COHORT}' AND ts >= $from_weeks AND ts < $to
-                    GROUP BY person
-                )
+                WITH c AS ({RETENTION_FIRST})
                 SELECT toMonday(c.t0) AS cohort,
                        intDiv(dateDiff('day', toMonday(c.t0), toMonday(e.ts)), 7) AS k,
                        uniqExact(c.person) AS persons

@@ -159,17 +159,19 @@ impl Interval {
 
     /// Every bucket start of `range`, in order, including the bucket that contains `range.from`.
     pub fn buckets(self, range: &TimeRange) -> Vec<DateTime<Utc>> {
-        let mut out = Vec::new();
-        let mut b = self.truncate(range.from, range.timezone);
-        while b < range.to {
-            out.push(b);
-            let n = self.next(b, range.timezone);
-            if n <= b {
-                break;
-            }
-            b = n;
-        }
-        out
+        self.bucket_starts(range).collect()
+    }
+
+    /// The bucket starts of `range`, lazily (to count them without building the list).
+    pub fn bucket_starts(self, range: &TimeRange) -> impl Iterator<Item = DateTime<Utc>> {
+        let (to, tz) = (range.to, range.timezone);
+        let mut next = Some(self.truncate(range.from, tz)).filter(|b| *b < to);
+        std::iter::from_fn(move || {
+            let b = next?;
+            let n = self.next(b, tz);
+            next = Some(n).filter(|n| *n > b && *n < to);
+            Some(b)
+        })
     }
 }
 

@@ -22,23 +22,11 @@ use tally_store::{AggregateQuery, FieldRef, Filter, Measure, ResultTable, Store}
 use crate::aggregator::{QueryError, check_buckets};
 use crate::rule::{FilterSpec, check_name, compile_filters};
 
-/// `{"kind": "stickiness", "name": ..., "event": "login", "interval": "day", "filters": [...]}`
+/// `{"kind": "stickiness" | "lifecycle", "name": ..., "event": "login", "interval": "week",
+///   "filters": [...]}`: both kinds take the same fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StickinessQuery {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub filters: Vec<FilterSpec>,
-    #[serde(default = "day")]
-    pub interval: Interval,
-}
-
-/// `{"kind": "lifecycle", "name": ..., "event": "login", "interval": "week", "filters": [...]}`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LifecycleQuery {
+pub struct ActivityQuery {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
@@ -102,38 +90,20 @@ async fn active_persons(
     Ok(out)
 }
 
-/// Checks a stickiness or lifecycle item and compiles its event and filters.
-fn compile_activity(
-    name: &str,
-    event: Option<&str>,
-    filters: &[FilterSpec],
-    interval: Interval,
-    range: &TimeRange,
-    at: &str,
-) -> Result<Vec<Filter>, tally_core::FieldError> {
-    check_name(name, at)?;
-    check_buckets(interval, range, at)?;
-    compile_filters(event, filters, at)
-}
-
-impl StickinessQuery {
-    /// Validates the item without running it.
-    pub(crate) fn validate(&self, range: &TimeRange, at: &str) -> Result<(), QueryError> {
-        self.compile(range, at).map(|_| ()).map_err(Into::into)
+impl ActivityQuery {
+    /// Checks the item and compiles its event and filters.
+    pub(crate) fn compile(
+        &self,
+        range: &TimeRange,
+        at: &str,
+    ) -> Result<Vec<Filter>, tally_core::FieldError> {
+        check_name(&self.name, at)?;
+        check_buckets(self.interval, range, at)?;
+        compile_filters(self.event.as_deref(), &self.filters, at)
     }
 
-    fn compile(&self, range: &TimeRange, at: &str) -> Result<Vec<Filter>, tally_core::FieldError> {
-        compile_activity(
-            &self.name,
-            self.event.as_deref(),
-            &self.filters,
-            self.interval,
-            range,
-            at,
-        )
-    }
-
-    pub(crate) async fn run(
+    /// Stickiness: persons by the number of intervals they were active in.
+    pub(crate) async fn stickiness(
         &self,
         store: &dyn Store,
         project: &ProjectId,
@@ -179,26 +149,9 @@ impl StickinessQuery {
             rows,
         })
     }
-}
 
-impl LifecycleQuery {
-    /// Validates the item without running it.
-    pub(crate) fn validate(&self, range: &TimeRange, at: &str) -> Result<(), QueryError> {
-        self.compile(range, at).map(|_| ()).map_err(Into::into)
-    }
-
-    fn compile(&self, range: &TimeRange, at: &str) -> Result<Vec<Filter>, tally_core::FieldError> {
-        compile_activity(
-            &self.name,
-            self.event.as_deref(),
-            &self.filters,
-            self.interval,
-            range,
-            at,
-        )
-    }
-
-    pub(crate) async fn run(
+    /// Lifecycle: new, returning, resurrecting and dormant persons per interval.
+    pub(crate) async fn lifecycle(
         &self,
         store: &dyn Store,
         project: &ProjectId,

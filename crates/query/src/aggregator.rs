@@ -9,7 +9,7 @@ use tally_core::time::TimeRangeSpec;
 use tally_core::{FieldError, Interval, ProjectId, TimeRange};
 use tally_store::{ResultTable, Store, StoreError};
 
-use crate::activity::{LifecycleQuery, StickinessQuery};
+use crate::activity::ActivityQuery;
 use crate::formula::FormulaQuery;
 use crate::funnel::FunnelQuery;
 use crate::paths::PathsQuery;
@@ -45,8 +45,8 @@ pub enum QueryItem {
     Formula(FormulaQuery),
     Sessions(SessionsQuery),
     Paths(PathsQuery),
-    Stickiness(StickinessQuery),
-    Lifecycle(LifecycleQuery),
+    Stickiness(ActivityQuery),
+    Lifecycle(ActivityQuery),
 }
 
 impl QueryItem {
@@ -154,10 +154,15 @@ impl Aggregator {
                     r.compile(project, &range, &at)?;
                 }
                 QueryItem::Formula(_) => {}
-                QueryItem::Sessions(s) => s.validate(project, &range, &at)?,
-                QueryItem::Paths(p) => p.validate(project, &range, &at)?,
-                QueryItem::Stickiness(s) => s.validate(&range, &at)?,
-                QueryItem::Lifecycle(l) => l.validate(&range, &at)?,
+                QueryItem::Sessions(s) => {
+                    s.compile(project, &range, &at)?;
+                }
+                QueryItem::Paths(p) => {
+                    p.compile(project, &range, &at)?;
+                }
+                QueryItem::Stickiness(a) | QueryItem::Lifecycle(a) => {
+                    a.compile(&range, &at)?;
+                }
             }
         }
         let rules: Vec<AggregationRule> = request
@@ -179,36 +184,24 @@ impl Aggregator {
         let store = self.store.as_ref();
         for (i, item) in request.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
-            let end = range.to.timestamp_micros();
-            match item {
-                QueryItem::Rule(_) | QueryItem::Formula(_) => {}
+            let table = match item {
+                QueryItem::Rule(_) | QueryItem::Formula(_) => continue,
                 QueryItem::Funnel(f) => {
                     let (q, window) = f.compile(project, &range, &at)?;
-                    let events = self.store.step_events(&q).await?;
-                    results.insert(f.name.clone(), f.evaluate(&events, window, end));
+                    let events = store.step_events(&q).await?;
+                    f.evaluate(&events, window, range.to.timestamp_micros())
                 }
                 QueryItem::Retention(r) => {
                     let (q, periods) = r.compile(project, &range, &at)?;
                     let counts = store.retention(&q).await?;
-                    results.insert(r.name.clone(), r.evaluate(&counts, &periods));
+                    r.evaluate(&counts, &periods)
                 }
-                QueryItem::Sessions(s) => {
-                    let table = s.run(store, project, &range, &at).await?;
-                    results.insert(s.name.clone(), table);
-                }
-                QueryItem::Paths(p) => {
-                    let table = p.run(store, project, &range, &at).await?;
-                    results.insert(p.name.clone(), table);
-                }
-                QueryItem::Stickiness(s) => {
-                    let table = s.run(store, project, &range, &at).await?;
-                    results.insert(s.name.clone(), table);
-                }
-                QueryItem::Lifecycle(l) => {
-                    let table = l.run(store, project, &range, &at).await?;
-                    results.insert(l.name.clone(), table);
-                }
-            }
+                QueryItem::Sessions(s) => s.run(store, project, &range, &at).await?,
+                QueryItem::Paths(p) => p.run(store, project, &range, &at).await?,
+                QueryItem::Stickiness(a) => a.stickiness(store, project, &range, &at).await?,
+                QueryItem::Lifecycle(a) => a.lifecycle(store, project, &range, &at).await?,
+            };
+            results.insert(item.name().to_owned(), table);
         }
         let trends: HashSet<&str> = rules.iter().map(|r| r.name.as_str()).collect();
         for (i, item) in request.rules.iter().enumerate() {
@@ -290,17 +283,7 @@ impl Aggregator {
 /// Refuses an interval that cuts the range into more than [`MAX_BUCKETS`] buckets.
 pub(crate) fn check_buckets(iv: Interval, range: &TimeRange, at: &str) -> Result<(), FieldError> {
     // Counted without building the list: a minute interval over centuries must not allocate.
-    let mut n = 0;
-    let mut b = iv.truncate(range.from, range.timezone);
-    while b < range.to && n <= MAX_BUCKETS {
-        n += 1;
-        let next = iv.next(b, range.timezone);
-        if next <= b {
-            break;
-        }
-        b = next;
-    }
-    if n > MAX_BUCKETS {
+    if iv.bucket_starts(range).nth(MAX_BUCKETS).is_some() {
         return Err(FieldError::new(
             "too_many_buckets",
             format!("{at}.interval"),

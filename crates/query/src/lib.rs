@@ -18,7 +18,7 @@ mod rule;
 mod sessions;
 mod trends;
 
-pub use activity::{LifecycleQuery, StickinessQuery};
+pub use activity::ActivityQuery;
 pub use aggregator::{
     Aggregator, MAX_BUCKETS, MAX_RULES, QueryError, QueryItem, QueryRequest, QueryResponse,
 };

@@ -75,19 +75,7 @@ pub enum PathItems {
 }
 
 impl PathsQuery {
-    /// Validates the item without running it.
-    pub(crate) fn validate(
-        &self,
-        project: &ProjectId,
-        range: &TimeRange,
-        at: &str,
-    ) -> Result<(), QueryError> {
-        self.compile(project, range, at)
-            .map(|_| ())
-            .map_err(Into::into)
-    }
-
-    fn compile(
+    pub(crate) fn compile(
         &self,
         project: &ProjectId,
         range: &TimeRange,

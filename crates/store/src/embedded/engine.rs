@@ -320,20 +320,24 @@ pub(crate) async fn aggregate(frame: DataFrame, q: &AggregateQuery) -> Result<Re
     let df = frame
         .filter(pred)?
         .aggregate(groups, vec![measure_expr(&q.measure)?.alias("value")])?;
-    let batches = df.collect().await?;
+    let mut rows = json_rows(df).await?;
+    order_and_limit(&mut rows, q.bucket.is_some(), n_groups, q.limit);
+    Ok(ResultTable { columns, rows })
+}
 
-    let mut rows: Vec<Vec<Value>> = Vec::new();
-    for b in &batches {
+/// Runs `df` and returns its rows as JSON values.
+pub(super) async fn json_rows(df: DataFrame) -> Result<Vec<Vec<Value>>> {
+    let mut out = Vec::new();
+    for b in df.collect().await? {
         for r in 0..b.num_rows() {
-            let mut row = Vec::with_capacity(n_groups + 1);
+            let mut row = Vec::with_capacity(b.num_columns());
             for c in 0..b.num_columns() {
                 row.push(to_json(&ScalarValue::try_from_array(b.column(c), r)?));
             }
-            rows.push(row);
+            out.push(row);
         }
     }
-    order_and_limit(&mut rows, q.bucket.is_some(), n_groups, q.limit);
-    Ok(ResultTable { columns, rows })
+    Ok(out)
 }
 
 /// The column names of `q`'s result: `bucket` (when bucketed), the group fields, `value`.

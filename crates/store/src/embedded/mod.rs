@@ -283,6 +283,17 @@ impl EmbeddedStore {
         engine::events_frame(&self.inner.ctx, files, batches).await
     }
 
+    /// The sources of `[from, to)` widened by [`SESSION_LOOKAROUND_US`] on each side, so that
+    /// sessions crossing the range's edges are whole.
+    async fn session_frame(&self, project: &ProjectId, from: i64, to: i64) -> Result<DataFrame> {
+        self.frame(
+            project,
+            from.saturating_sub(SESSION_LOOKAROUND_US),
+            to.saturating_add(SESSION_LOOKAROUND_US),
+        )
+        .await
+    }
+
     /// Writes the buffer to Parquet now.
     pub async fn flush_now(&self) -> Result<FlushReport> {
         let _one_at_a_time = self.inner.flush_lock.lock().await;
@@ -701,22 +712,14 @@ impl Store for EmbeddedStore {
 
     async fn sessions(&self, query: &SessionQuery) -> Result<ResultTable> {
         let frame = self
-            .frame(
-                &query.project,
-                query.from.saturating_sub(SESSION_LOOKAROUND_US),
-                query.to.saturating_add(SESSION_LOOKAROUND_US),
-            )
+            .session_frame(&query.project, query.from, query.to)
             .await?;
         sequences::sessions(frame, query).await
     }
 
     async fn paths(&self, query: &PathQuery) -> Result<ResultTable> {
         let frame = self
-            .frame(
-                &query.project,
-                query.from.saturating_sub(SESSION_LOOKAROUND_US),
-                query.to.saturating_add(SESSION_LOOKAROUND_US),
-            )
+            .session_frame(&query.project, query.from, query.to)
             .await?;
         sequences::paths(frame, query).await
     }

@@ -123,12 +123,7 @@ fn add_rows(cells: &mut Cells, rows: &[PartialRow]) {
 fn merge_into_days(days: &mut Cells, hours: &Cells) {
     for ((hour, groups), c) in hours {
         let day = hour - hour.rem_euclid(DAY_US);
-        match days.get_mut(&(day, groups.clone())) {
-            Some(x) => x.merge(c),
-            None => {
-                days.insert((day, groups.clone()), c.clone());
-            }
-        }
+        days.entry((day, groups.clone())).or_default().merge(c);
     }
 }
 

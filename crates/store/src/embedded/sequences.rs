@@ -5,7 +5,6 @@
 //! `session_id` the `EventProcessor` assigned.
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
 use datafusion::functions::expr_fn::coalesce;
 use datafusion::functions_aggregate::expr_fn::{
     avg, count, count_distinct, first_value, max, median, min, sum,
@@ -16,7 +15,7 @@ use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, cast, ident, lit
 use datafusion::prelude::DataFrame;
 use serde_json::Value;
 
-use super::engine::{As, bucket_expr, field_expr, filter_expr, order_and_limit, to_json, ts_lit};
+use super::engine::{As, bucket_expr, field_expr, filter_expr, json_rows, order_and_limit, ts_lit};
 use crate::Result;
 use crate::plan::{
     PAGEVIEW_EVENT, PATH_END, PATH_START, PathDirection, PathQuery, ResultTable,
@@ -41,20 +40,6 @@ fn by_time() -> Vec<SortExpr> {
 
 fn is_pageview() -> Expr {
     ident(col::EVENT).eq(lit(PAGEVIEW_EVENT))
-}
-
-async fn rows(df: DataFrame) -> Result<Vec<Vec<Value>>> {
-    let mut out = Vec::new();
-    for b in df.collect().await? {
-        for r in 0..b.num_rows() {
-            let mut row = Vec::with_capacity(b.num_columns());
-            for c in 0..b.num_columns() {
-                row.push(to_json(&ScalarValue::try_from_array(b.column(c), r)?));
-            }
-            out.push(row);
-        }
-    }
-    Ok(out)
 }
 
 /// Summarizes the sessions that start in the range (see [`SessionQuery`]).
@@ -124,7 +109,7 @@ pub(crate) async fn sessions(frame: DataFrame, q: &SessionQuery) -> Result<Resul
                 avg(cast(ident("pages"), DataType::Float64)).alias("pages_per_session"),
             ],
         )?;
-    let mut rows = rows(df).await?;
+    let mut rows = json_rows(df).await?;
     order_and_limit(&mut rows, q.bucket.is_some(), n_groups, q.limit);
     columns.extend(
         [
@@ -214,7 +199,7 @@ pub(crate) async fn paths(frame: DataFrame, q: &PathQuery) -> Result<ResultTable
                 count_distinct(ident(col::PERSON_ID)).alias("persons"),
             ],
         )?;
-        let mut step_rows = rows(df).await?;
+        let mut step_rows = json_rows(df).await?;
         // Most common first, then by item.
         step_rows.sort_by(|a, b| {
             let n = |r: &[Value]| r[1].as_i64().unwrap_or(0);
