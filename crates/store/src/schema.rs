@@ -22,6 +22,9 @@ pub mod col {
     pub const MESSAGE_ID: &str = "message_id";
     pub const PROPERTIES: &str = "properties";
     pub const CONTEXT_EXTRA: &str = "context_extra";
+    pub const USER_ID: &str = "user_id";
+    pub const ANONYMOUS_ID: &str = "anonymous_id";
+    pub const IP: &str = "ip";
 }
 
 /// The string columns after the fixed ones, in schema order, with the accessor that fills them.
@@ -30,10 +33,10 @@ const STRING_COLUMNS: &[(&str, StrAccessor)] = &[
     ("category", |r| r.category.as_deref()),
     ("action", |r| r.action.as_deref()),
     ("label", |r| r.label.as_deref()),
-    ("user_id", |r| r.user_id.as_deref()),
-    ("anonymous_id", |r| r.anonymous_id.as_deref()),
-    ("properties", |r| r.properties.as_deref()),
-    ("ip", |r| r.ip.as_deref()),
+    (col::USER_ID, |r| r.user_id.as_deref()),
+    (col::ANONYMOUS_ID, |r| r.anonymous_id.as_deref()),
+    (col::PROPERTIES, |r| r.properties.as_deref()),
+    (col::IP, |r| r.ip.as_deref()),
     ("locale", |r| r.locale.as_deref()),
     ("url", |r| r.url.as_deref()),
     ("host", |r| r.host.as_deref()),
@@ -56,7 +59,7 @@ const STRING_COLUMNS: &[(&str, StrAccessor)] = &[
     ("region", |r| r.region.as_deref()),
     ("city", |r| r.city.as_deref()),
     ("library", |r| r.library.as_deref()),
-    ("context_extra", |r| r.context_extra.as_deref()),
+    (col::CONTEXT_EXTRA, |r| r.context_extra.as_deref()),
 ];
 
 fn ts_type() -> DataType {

@@ -73,6 +73,41 @@ pub(crate) async fn events_frame(
     Ok(pq.union(mem)?)
 }
 
+/// Where a time range's events are: Parquet files that lie wholly `inside` it, files at its
+/// `edge` (partly outside), and the buffered batches.
+#[derive(Default)]
+pub(crate) struct Sources {
+    pub inside: Vec<String>,
+    pub edge: Vec<String>,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Exactly the events of `[from, to)` in `sources`. Files inside the range are read without a
+/// time filter, so a query that needs no time column does not decode one.
+pub(crate) async fn range_frame(
+    ctx: &SessionContext,
+    sources: Sources,
+    from: i64,
+    to: i64,
+) -> Result<DataFrame> {
+    let range = ident(col::TIMESTAMP)
+        .gt_eq(ts_lit(from))
+        .and(ident(col::TIMESTAMP).lt(ts_lit(to)));
+    let mut frame = events_frame(ctx, sources.edge, sources.batches)
+        .await?
+        .filter(range)?;
+    if !sources.inside.is_empty() {
+        let inside = ctx
+            .read_parquet(
+                sources.inside,
+                ParquetReadOptions::default().schema(&event_schema()),
+            )
+            .await?;
+        frame = inside.union(frame)?;
+    }
+    Ok(frame)
+}
+
 pub(super) fn ts_lit(us: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(us),
@@ -297,11 +332,9 @@ fn is_utc(tz: Tz) -> bool {
     )
 }
 
-/// Runs `q` over `frame` (the project's events).
+/// Runs `q` over `frame` (exactly the project's events of `[q.from, q.to)`).
 pub(crate) async fn aggregate(frame: DataFrame, q: &AggregateQuery) -> Result<ResultTable> {
-    let mut pred = ident(col::TIMESTAMP)
-        .gt_eq(ts_lit(q.from))
-        .and(ident(col::TIMESTAMP).lt(ts_lit(q.to)));
+    let mut pred = lit(true);
     for f in &q.filters {
         pred = pred.and(filter_expr(f)?);
     }
@@ -482,13 +515,11 @@ fn cast_to(
 }
 
 /// Fetches the events that match any step, with a bit mask of the steps each one matches.
+/// `frame` holds exactly the project's events of `[q.from, q.to)`.
 pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<StepEvent>> {
     if q.steps.is_empty() || q.steps.len() > 63 {
         return Err(invalid("a funnel has 1 to 63 steps"));
     }
-    let time = ident(col::TIMESTAMP)
-        .gt_eq(ts_lit(q.from))
-        .and(ident(col::TIMESTAMP).lt(ts_lit(q.to)));
     let mut any = lit(false);
     let mut mask = lit(0i64);
     for (i, step) in q.steps.iter().enumerate() {
@@ -506,7 +537,7 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
         Some(f) => field_expr(f, As::Text)?,
         None => lit(ScalarValue::Utf8(None)),
     };
-    let df = frame.filter(time.and(any))?.select(vec![
+    let df = frame.filter(any)?.select(vec![
         ident(col::PERSON_ID).alias("person"),
         cast(ident(col::TIMESTAMP), DataType::Int64).alias("ts"),
         mask.alias("steps"),
@@ -542,7 +573,8 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
 }
 
 /// Counts retention in the engine: cohorts by the first cohort event per person, then a join of
-/// the return events on the person (see [`RetentionQuery`]).
+/// the return events on the person (see [`RetentionQuery`]). `frame` holds exactly the
+/// project's events of `[q.from, q.to)`.
 pub(crate) async fn retention(frame: DataFrame, q: &RetentionQuery) -> Result<RetentionCounts> {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
@@ -567,11 +599,7 @@ pub(crate) async fn retention(frame: DataFrame, q: &RetentionQuery) -> Result<Re
             DataType::Int64,
         )
     };
-    let events = frame.filter(
-        ident(col::TIMESTAMP)
-            .gt_eq(ts_lit(q.from))
-            .and(ident(col::TIMESTAMP).lt(ts_lit(q.to))),
-    )?;
+    let events = frame;
     let cohorts = events
         .clone()
         .filter(matches(&q.cohort)?.and(ident(col::TIMESTAMP).lt(ts_lit(q.cohort_to))))?

@@ -28,6 +28,7 @@ use chrono::Utc;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::prelude::{DataFrame, SessionContext};
+use engine::Sources;
 use parking_lot::{Mutex, RwLock};
 use tally_catalog::{Catalog, ParquetFileEntry};
 use tally_core::ProjectId;
@@ -246,13 +247,8 @@ impl EmbeddedStore {
         self.inner.buffer.read().total_rows()
     }
 
-    /// The project's events with `from <= timestamp < to` may be in these files and batches.
-    fn sources(
-        &self,
-        project: &ProjectId,
-        from: i64,
-        to: i64,
-    ) -> Result<(Vec<String>, Vec<RecordBatch>)> {
+    /// The files and batches that may hold the project's events with `from <= timestamp < to`.
+    fn sources(&self, project: &ProjectId, from: i64, to: i64) -> Result<Sources> {
         let (from_day, to_day) = (day_string(from), day_string(to.saturating_sub(1)));
         // Files and buffer are read under the buffer's lock, so a concurrent flush (which
         // commits files and drops the sealed rows under the same lock) is seen before or after.
@@ -268,19 +264,25 @@ impl EmbeddedStore {
         };
         drop(buffer);
         let dir = &self.inner.config.data_dir;
-        let files = entries
-            .iter()
-            .filter(|f| f.max_ts >= from && f.min_ts < to)
-            .map(|f| dir.join(&f.path).to_string_lossy().into_owned())
-            .collect();
-        Ok((files, batches))
+        let mut sources = Sources {
+            batches,
+            ..Sources::default()
+        };
+        for f in entries.iter().filter(|f| f.max_ts >= from && f.min_ts < to) {
+            let path = dir.join(&f.path).to_string_lossy().into_owned();
+            if f.min_ts >= from && f.max_ts < to {
+                sources.inside.push(path);
+            } else {
+                sources.edge.push(path);
+            }
+        }
+        Ok(sources)
     }
 
-    /// A DataFrame of the project's events in `[from, to)` (more rows may be included; callers
-    /// filter on time themselves).
+    /// A DataFrame of exactly the project's events in `[from, to)`.
     pub async fn frame(&self, project: &ProjectId, from: i64, to: i64) -> Result<DataFrame> {
-        let (files, batches) = self.sources(project, from, to)?;
-        engine::events_frame(&self.inner.ctx, files, batches).await
+        let sources = self.sources(project, from, to)?;
+        engine::range_frame(&self.inner.ctx, sources, from, to).await
     }
 
     /// The sources of `[from, to)` widened by [`SESSION_LOOKAROUND_US`] on each side, so that

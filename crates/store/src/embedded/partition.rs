@@ -1,5 +1,6 @@
 //! Parquet partitions: one folder per project and UTC day, files sorted by (event, person, time)
-//! with page statistics on pages of at most 8,192 rows, ZSTD with dictionary encoding. The sort
+//! with page statistics on pages of at most 8,192 rows, ZSTD with dictionary encoding (delta
+//! encodings for the columns with about one value per row). The sort
 //! puts each event name's rows and each person's rows together, so a filter on `event` or on a
 //! person reads only the pages that can hold them. Files are written beside their final name and renamed into place, so a
 //! file under its final name is always complete; only the catalog makes it part of the table.
@@ -16,7 +17,7 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
-use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tally_catalog::ParquetFileEntry;
@@ -35,7 +36,7 @@ const FILE_ORDER: [&str; 3] = [col::EVENT, col::PERSON_ID, col::TIMESTAMP];
 pub(crate) const EVENTS_DIR: &str = "events";
 
 fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -52,8 +53,27 @@ fn writer_properties() -> WriterProperties {
                 .collect(),
         ))
         // Random 16-byte ids do not compress with a dictionary; skip it for them.
-        .set_column_dictionary_enabled(col::MESSAGE_ID.into(), false)
-        .build()
+        .set_column_dictionary_enabled(col::MESSAGE_ID.into(), false);
+    // Columns with about one value per row (times, persons, sessions, addresses) get no
+    // dictionary: a file's dictionary page holds nearly every value, and reading any one page of
+    // the column means decompressing all of it, so a filter that selects a few pages (an event
+    // name, a person) would pay for the whole column anyway. Delta encodings keep them small
+    // instead: times and session ids are ascending within a person, and the person columns are
+    // sorted, so consecutive rows share their prefix.
+    for (name, encoding) in [
+        (col::TIMESTAMP, Encoding::DELTA_BINARY_PACKED),
+        (col::RECEIVED_AT, Encoding::DELTA_BINARY_PACKED),
+        (col::SESSION_ID, Encoding::DELTA_BINARY_PACKED),
+        (col::PERSON_ID, Encoding::DELTA_BYTE_ARRAY),
+        (col::USER_ID, Encoding::DELTA_BYTE_ARRAY),
+        (col::ANONYMOUS_ID, Encoding::DELTA_BYTE_ARRAY),
+        (col::IP, Encoding::DELTA_BYTE_ARRAY),
+    ] {
+        builder = builder
+            .set_column_dictionary_enabled(name.into(), false)
+            .set_column_encoding(name.into(), encoding);
+    }
+    builder.build()
 }
 
 fn day_of(ts_us: i64) -> String {
@@ -287,5 +307,39 @@ mod tests {
         );
         assert_eq!(text("person_id"), ["a", "b", "b", "a", "b"]);
         assert_eq!(ts, [90, 5, 10, 20, 50]);
+    }
+
+    #[test]
+    fn columns_with_one_value_per_row_have_no_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ProjectId::generate();
+        let rows: Vec<EventRecord> = (0..100)
+            .map(|i| EventRecord {
+                timestamp: i,
+                event: "pageview".into(),
+                person_id: format!("p{i}"),
+                browser: Some("Firefox".into()),
+                ..Default::default()
+            })
+            .collect();
+        let b = crate::schema::records_to_batch(&rows).unwrap();
+        let files = write_partitions(dir.path(), &p, &[b]).unwrap();
+        let file = File::open(dir.path().join(&files[0].path)).unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .metadata()
+            .clone();
+        let chunk = |name: &str| {
+            let i = event_schema().index_of(name).unwrap();
+            meta.row_group(0).column(i).clone()
+        };
+        for name in [col::TIMESTAMP, col::PERSON_ID, col::SESSION_ID, col::IP] {
+            assert!(
+                chunk(name).dictionary_page_offset().is_none(),
+                "{name} has a dictionary"
+            );
+        }
+        assert!(chunk("browser").dictionary_page_offset().is_some());
+        assert!(chunk(col::EVENT).dictionary_page_offset().is_some());
     }
 }

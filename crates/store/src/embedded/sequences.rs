@@ -18,16 +18,15 @@ use serde_json::Value;
 use super::engine::{As, bucket_expr, field_expr, filter_expr, json_rows, order_and_limit, ts_lit};
 use crate::Result;
 use crate::plan::{
-    PAGEVIEW_EVENT, PATH_END, PATH_START, PathDirection, PathQuery, ResultTable,
-    SESSION_LOOKAROUND_US, SessionBreakdown, SessionQuery,
+    PAGEVIEW_EVENT, PATH_END, PATH_START, PathDirection, PathQuery, ResultTable, SessionBreakdown,
+    SessionQuery,
 };
 use crate::schema::col;
 
-/// The events read for a query over `[from, to)` that pass `filters`.
-fn widened(frame: DataFrame, from: i64, to: i64, filters: &[crate::Filter]) -> Result<DataFrame> {
-    let mut pred = ident(col::TIMESTAMP)
-        .gt_eq(ts_lit(from.saturating_sub(SESSION_LOOKAROUND_US)))
-        .and(ident(col::TIMESTAMP).lt(ts_lit(to.saturating_add(SESSION_LOOKAROUND_US))));
+/// The events of `frame` (the project's events of a query's range widened by
+/// [`crate::plan::SESSION_LOOKAROUND_US`] on each side) that pass `filters`.
+fn widened(frame: DataFrame, filters: &[crate::Filter]) -> Result<DataFrame> {
+    let mut pred = lit(true);
     for f in filters {
         pred = pred.and(filter_expr(f)?);
     }
@@ -96,7 +95,7 @@ pub(crate) async fn sessions(frame: DataFrame, q: &SessionQuery) -> Result<Resul
         groups.push(ident("key"));
     }
     let n_groups = groups.len();
-    let df = widened(frame, q.from, q.to, &q.filters)?
+    let df = widened(frame, &q.filters)?
         .aggregate(vec![ident(col::SESSION_ID)], per_session)?
         .filter(started_in_range)?
         .aggregate(
@@ -126,7 +125,7 @@ pub(crate) async fn sessions(frame: DataFrame, q: &SessionQuery) -> Result<Resul
 
 /// The most common items before or after an anchor (see [`PathQuery`]).
 pub(crate) async fn paths(frame: DataFrame, q: &PathQuery) -> Result<ResultTable> {
-    let mut events = widened(frame, q.from, q.to, &q.filters)?;
+    let mut events = widened(frame, &q.filters)?;
     if q.pages {
         events = events.filter(is_pageview().and(ident("path").is_not_null()))?;
     }

@@ -85,8 +85,9 @@ impl EmbeddedStore {
         );
         datafusion_functions_json::register_all(&mut ctx)?;
         // Every event: from 1970 to the year 10000.
-        let (files, batches) = self.sources(project, 0, 253_402_300_800_000_000)?;
-        let frame = super::engine::events_frame(&ctx, files, batches).await?;
+        let (from, to) = (0, 253_402_300_800_000_000);
+        let sources = self.sources(project, from, to)?;
+        let frame = super::engine::range_frame(&ctx, sources, from, to).await?;
         ctx.register_table("events", frame.into_view())?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
