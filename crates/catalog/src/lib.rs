@@ -1,5 +1,5 @@
-//! The metadata store: projects, API keys, event schemas and the manifest of Parquet files (with
-//! the WAL position they cover), in one embedded SQLite database (`meta.sqlite` in the data dir).
+//! The metadata store: projects, API keys, event schemas, saved rules, persons and groups, and the
+//! manifest of Parquet files (with the WAL position they cover), in one embedded SQLite database (`meta.sqlite` in the data dir).
 //!
 //! SQLite runs in WAL journal mode with a busy timeout, so the CLI (`tally project create`) and a
 //! running server can use the same file at once. This crate never holds event data and never
@@ -8,6 +8,7 @@
 mod files;
 mod keys;
 mod migrations;
+mod persons;
 mod projects;
 mod rules;
 
@@ -18,6 +19,7 @@ use rusqlite::Connection;
 
 pub use files::{ParquetFileEntry, WAL_PERSISTED_KEY};
 pub use keys::{ApiKey, KeyScope};
+pub use persons::{Group, MergeOutcome, Person, PersonOverrides};
 pub use projects::{CreatedProject, Project};
 pub use rules::SavedRule;
 

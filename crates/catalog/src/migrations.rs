@@ -48,6 +48,36 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL,
         PRIMARY KEY (project_id, name)
      );",
+    // 3: persons, the ids merged into them, groups (see persons.rs).
+    "CREATE TABLE persons (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        person_id TEXT NOT NULL,
+        properties TEXT NOT NULL,
+        identified INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, person_id)
+     );
+     CREATE TABLE person_distinct_ids (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        distinct_id TEXT NOT NULL,
+        person_id TEXT NOT NULL,
+        PRIMARY KEY (project_id, distinct_id)
+     );
+     CREATE INDEX person_distinct_ids_by_person ON person_distinct_ids(project_id, person_id);
+     CREATE TABLE identity_versions (
+        project_id TEXT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL
+     );
+     CREATE TABLE groups (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        group_type TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        properties TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, group_type, group_key)
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

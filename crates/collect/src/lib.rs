@@ -4,6 +4,7 @@
 //! - [`body`] decodes a body (gzip or not, within the documented limits) into the events it holds,
 //!   each parsed on its own so one bad event never spoils its neighbours.
 //! - [`native`] is Tally's own event shape, the one `POST /v1/events` takes.
+//! - [`segment`] is Segment's HTTP Tracking API (`/v1/track`, `/v1/batch`, ...).
 //! - [`EventManager`] is the bounded queue between the HTTP layer and storage: it groups
 //!   concurrent submissions into one durable write (group commit) and refuses work it has no room
 //!   for instead of growing memory.
@@ -13,6 +14,7 @@
 pub mod body;
 mod manager;
 pub mod native;
+pub mod segment;
 
 pub use body::{BodyError, Limits};
 pub use manager::{

@@ -90,11 +90,15 @@ pub fn event_from_value(value: Value) -> Result<AnalyticsEvent, FieldError> {
     Ok(ev)
 }
 
-fn wrong_type(field: &str, expected: &str) -> FieldError {
+pub(crate) fn wrong_type(field: &str, expected: &str) -> FieldError {
     FieldError::new("wrong_type", field, format!("must be {expected}"))
 }
 
-fn opt_string(v: Value, field: &str, max_chars: usize) -> Result<Option<String>, FieldError> {
+pub(crate) fn opt_string(
+    v: Value,
+    field: &str,
+    max_chars: usize,
+) -> Result<Option<String>, FieldError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => {
@@ -111,7 +115,7 @@ fn opt_string(v: Value, field: &str, max_chars: usize) -> Result<Option<String>,
     }
 }
 
-fn name(v: Value, field: &str) -> Result<Option<String>, FieldError> {
+pub(crate) fn name(v: Value, field: &str) -> Result<Option<String>, FieldError> {
     let s = opt_string(v, field, MAX_NAME_CHARS)?;
     match s {
         Some(s) if s.trim().is_empty() => Err(FieldError::new("empty", field, "must not be empty")),
@@ -125,7 +129,7 @@ fn name(v: Value, field: &str) -> Result<Option<String>, FieldError> {
 }
 
 /// Ids may be strings or integers (some clients send numeric user ids); they are stored as text.
-fn id(v: Value, field: &str) -> Result<Option<String>, FieldError> {
+pub(crate) fn id(v: Value, field: &str) -> Result<Option<String>, FieldError> {
     match v {
         Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Value::String(s) if s.is_empty() => Ok(None),
@@ -151,7 +155,7 @@ fn number(v: Value, field: &str) -> Result<Option<f64>, FieldError> {
     }
 }
 
-fn timestamp(v: Value, field: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
+pub(crate) fn timestamp(v: Value, field: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => parse_rfc3339(&s).map(Some).ok_or_else(|| {
@@ -172,25 +176,35 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-fn properties(v: Value) -> Result<Map<String, Value>, FieldError> {
+pub(crate) fn properties(v: Value) -> Result<Map<String, Value>, FieldError> {
+    object(v, "properties")
+}
+
+/// A JSON object of at most [`MAX_PROPERTIES`] keys, nested at most [`MAX_DEPTH`] levels (null is
+/// an empty one).
+pub(crate) fn object(v: Value, field: &str) -> Result<Map<String, Value>, FieldError> {
     match v {
         Value::Null => Ok(Map::new()),
         Value::Object(m) => {
             if m.len() > MAX_PROPERTIES {
                 return Err(FieldError::new(
                     "too_many_properties",
-                    "properties",
+                    field,
                     format!("{} properties; at most {MAX_PROPERTIES}", m.len()),
                 ));
             }
-            check_nesting(&m, "properties", 1)?;
+            check_nesting(&m, field, 1)?;
             Ok(m)
         }
-        _ => Err(wrong_type("properties", "an object")),
+        _ => Err(wrong_type(field, "an object")),
     }
 }
 
-fn check_nesting(m: &Map<String, Value>, at: &str, depth: usize) -> Result<(), FieldError> {
+pub(crate) fn check_nesting(
+    m: &Map<String, Value>,
+    at: &str,
+    depth: usize,
+) -> Result<(), FieldError> {
     if depth > MAX_DEPTH {
         return Err(FieldError::new(
             "too_deep",
@@ -230,7 +244,7 @@ fn check_value_nesting(v: &Value, at: &str, depth: usize) -> Result<(), FieldErr
     }
 }
 
-fn context(v: Value) -> Result<EventContext, FieldError> {
+pub(crate) fn context(v: Value) -> Result<EventContext, FieldError> {
     let m = match v {
         Value::Null => return Ok(EventContext::default()),
         Value::Object(m) => m,

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod event;
+pub mod identity;
 pub mod ids;
 pub mod record;
 pub mod schema;
@@ -14,6 +15,7 @@ pub mod time;
 
 pub use error::FieldError;
 pub use event::{AnalyticsEvent, Campaign, EventContext, Page};
+pub use identity::IdentityOp;
 pub use ids::ProjectId;
 pub use record::EventRecord;
 pub use schema::{AttributeType, EventSchema, SchemaField};

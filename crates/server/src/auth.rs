@@ -1,5 +1,6 @@
-//! API keys: `Authorization: Bearer KEY`. Look-ups are cached briefly, so a key created or
-//! revoked with the CLI takes effect within seconds without a restart.
+//! API keys: `Authorization: Bearer KEY` (and, for the Segment API, HTTP Basic or `writeKey`).
+//! Look-ups are cached briefly, so a key created or revoked with the CLI takes effect within
+//! seconds without a restart.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -45,7 +46,7 @@ impl KeyCache {
     }
 }
 
-/// The project of the request's key, which must have `scope`.
+/// The project of the request's key (`Authorization: Bearer KEY`), which must have `scope`.
 pub(crate) fn authorize(
     cache: &KeyCache,
     catalog: &Catalog,
@@ -60,13 +61,24 @@ pub(crate) fn authorize(
         )
         .field("authorization")
     })?;
+    check_key(cache, catalog, key, scope, "authorization")
+}
+
+/// The project of `key`, which must have `scope`; errors name `field` (where the key came from).
+pub(crate) fn check_key(
+    cache: &KeyCache,
+    catalog: &Catalog,
+    key: &str,
+    scope: KeyScope,
+    field: &str,
+) -> Result<ProjectId, ApiError> {
     match cache.lookup(catalog, key)? {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_key",
             "the key is unknown or revoked",
         )
-        .field("authorization")),
+        .field(field)),
         Some((_, got)) if got != scope => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "wrong_key_scope",
@@ -76,9 +88,29 @@ pub(crate) fn authorize(
                 scope.as_str()
             ),
         )
-        .field("authorization")),
+        .field(field)),
         Some((project, _)) => Ok(project),
     }
+}
+
+/// The user name of `Authorization: Basic ...` (Segment's libraries send the write key as the
+/// user name with an empty password), or a bearer key.
+pub(crate) fn basic_user_or_bearer(headers: &HeaderMap) -> Option<String> {
+    if let Some(k) = bearer(headers) {
+        return Some(k.to_owned());
+    }
+    use base64::Engine;
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
+    (!user.is_empty()).then(|| user.to_owned())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

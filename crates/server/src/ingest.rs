@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +14,9 @@ use chrono::Utc;
 use serde::Serialize;
 use tally_catalog::KeyScope;
 use tally_collect::{EventSink, SinkError, SubmitError, Weighted, body, native};
-use tally_core::{EventRecord, FieldError, ProjectId};
+use tally_core::{EventRecord, FieldError, IdentityOp, ProjectId};
 use tally_store::{ProjectBatch, Store, StoreError};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::authorize;
 use crate::error::ApiError;
@@ -68,9 +69,9 @@ impl EventSink<IngestBatch> for StoreSink {
 }
 
 #[derive(Debug, Serialize)]
-struct Rejection {
-    index: usize,
-    error: FieldError,
+pub(crate) struct Rejection {
+    pub(crate) index: usize,
+    pub(crate) error: FieldError,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,13 +82,14 @@ struct IngestAnswer {
     error: Option<serde_json::Value>,
 }
 
-pub(crate) async fn post_events(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+/// Reads a body within the configured limits, holding room for it in the bytes-in-flight
+/// budget (503 without room) until the returned permit is dropped.
+pub(crate) async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<(Bytes, OwnedSemaphorePermit), ApiError> {
     let s = &state.inner;
-    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Write)?;
     let limits = s.limits;
     let too_large = || {
         ApiError::new(
@@ -107,7 +109,7 @@ pub(crate) async fn post_events(
     let reserve = declared
         .unwrap_or(limits.max_body_bytes)
         .clamp(1, limits.max_body_bytes);
-    let _memory = Arc::clone(&s.inflight_bytes)
+    let permit = Arc::clone(&s.inflight_bytes)
         .try_acquire_many_owned(reserve as u32)
         .map_err(|_| {
             s.counters.overloaded.fetch_add(1, Ordering::Relaxed);
@@ -116,10 +118,63 @@ pub(crate) async fn post_events(
     let bytes = to_bytes(body, limits.max_body_bytes)
         .await
         .map_err(|_| too_large())?;
-    let encoding = headers
+    Ok((bytes, permit))
+}
+
+/// The request's `Content-Encoding`, if any.
+pub(crate) fn content_encoding(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(str::to_owned)
+}
+
+/// Queues processed records and waits until they are durable; counts them.
+pub(crate) async fn submit(
+    state: &AppState,
+    project: ProjectId,
+    records: Vec<EventRecord>,
+    rejected: usize,
+) -> Result<(), ApiError> {
+    let s = &state.inner;
+    let accepted = records.len();
+    if accepted > 0 {
+        s.manager
+            .submit(vec![IngestBatch(ProjectBatch { project, records })])
+            .await
+            .map_err(|e| match e {
+                SubmitError::Overloaded => {
+                    s.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                    ApiError::overloaded("Tally cannot keep up right now; retry shortly")
+                }
+                SubmitError::TooLarge(n) => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_events",
+                    format!("{n} events do not fit in the ingest queue"),
+                ),
+                SubmitError::Closed => ApiError::overloaded("Tally is shutting down"),
+                SubmitError::Sink(e) => ApiError::internal("storing the events failed", e),
+            })?;
+    }
+    s.counters
+        .accepted
+        .fetch_add(accepted as u64, Ordering::Relaxed);
+    s.counters
+        .rejected
+        .fetch_add(rejected as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+pub(crate) async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let s = &state.inner;
+    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Write)?;
+    let limits = s.limits;
+    let (bytes, _memory) = read_body(&state, &headers, body).await?;
+    let encoding = content_encoding(&headers);
     let schemas = s.schemas(&project)?;
     let processor = Arc::clone(&s.processor);
     let received_at = Utc::now();
@@ -146,30 +201,12 @@ pub(crate) async fn post_events(
     .map_err(|e| ApiError::internal("processing the events failed", e))??;
 
     let accepted = records.len();
-    if accepted > 0 {
-        s.manager
-            .submit(vec![IngestBatch(ProjectBatch { project, records })])
-            .await
-            .map_err(|e| match e {
-                SubmitError::Overloaded => {
-                    s.counters.overloaded.fetch_add(1, Ordering::Relaxed);
-                    ApiError::overloaded("Tally cannot keep up right now; retry shortly")
-                }
-                SubmitError::TooLarge(n) => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_many_events",
-                    format!("{n} events do not fit in the ingest queue"),
-                ),
-                SubmitError::Closed => ApiError::overloaded("Tally is shutting down"),
-                SubmitError::Sink(e) => ApiError::internal("storing the events failed", e),
-            })?;
-    }
-    s.counters
-        .accepted
-        .fetch_add(accepted as u64, Ordering::Relaxed);
-    s.counters
-        .rejected
-        .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+    let merges = records
+        .iter()
+        .filter_map(|r| IdentityOp::implied_by(r.user_id.as_deref(), r.anonymous_id.as_deref()))
+        .collect();
+    crate::identity::apply(&state, &project, merges).await?;
+    submit(&state, project, records, rejected.len()).await?;
 
     let all_rejected = accepted == 0 && !rejected.is_empty();
     let answer = IngestAnswer {
@@ -192,7 +229,7 @@ pub(crate) async fn post_events(
     Ok((status, Json(answer)).into_response())
 }
 
-fn body_error(e: body::BodyError) -> ApiError {
+pub(crate) fn body_error(e: body::BodyError) -> ApiError {
     let status = match e {
         body::BodyError::TooLarge { .. } | body::BodyError::TooManyEvents { .. } => {
             StatusCode::PAYLOAD_TOO_LARGE

@@ -7,10 +7,12 @@
 mod auth;
 mod config;
 mod error;
+mod identity;
 mod ingest;
 mod metrics;
 mod query;
 mod rules;
+mod segment;
 mod sql;
 mod state;
 
@@ -71,6 +73,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/rules/{name}",
             get(rules::get_rule).delete(rules::delete_rule),
         )
+        .route("/v1/persons/{id}", get(identity::get_person))
+        .route("/v1/groups/{type}/{key}", get(identity::get_group))
+        .merge(segment::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

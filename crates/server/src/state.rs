@@ -39,6 +39,7 @@ pub(crate) struct Inner {
     pub(crate) inflight_bytes: Arc<Semaphore>,
     schemas: Mutex<HashMap<ProjectId, (Instant, Arc<ProjectSchemas>)>>,
     pub(crate) counters: crate::metrics::Counters,
+    pub(crate) seen_merges: crate::identity::SeenMerges,
 }
 
 impl AppState {
@@ -64,6 +65,7 @@ impl AppState {
                 inflight_bytes: Arc::new(Semaphore::new(MAX_INFLIGHT_BODY_BYTES)),
                 schemas: Mutex::new(HashMap::new()),
                 counters: Default::default(),
+                seen_merges: Default::default(),
             }),
         }
     }

@@ -108,6 +108,57 @@ pub(crate) async fn range_frame(
     Ok(frame)
 }
 
+/// Person overrides as a batch of (`__distinct_id`, `__person_id`).
+pub(crate) fn overrides_batch(pairs: &[(String, String)]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("__distinct_id", DataType::Utf8, false),
+        Field::new("__person_id", DataType::Utf8, false),
+    ]));
+    let from: StringArray = pairs.iter().map(|(d, _)| Some(d.as_str())).collect();
+    let to: StringArray = pairs.iter().map(|(_, p)| Some(p.as_str())).collect();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![Arc::new(from), Arc::new(to)],
+    )?)
+}
+
+/// `frame` with each `person_id` that was merged into another person replaced by that person's
+/// id: a hash join whose build side is the (small) overrides batch.
+pub(crate) fn with_overrides(
+    ctx: &SessionContext,
+    frame: DataFrame,
+    overrides: RecordBatch,
+) -> Result<DataFrame> {
+    use datafusion::common::JoinType;
+    let columns: Vec<Expr> = event_schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == col::PERSON_ID {
+                datafusion::functions::expr_fn::coalesce(vec![
+                    ident("__person_id"),
+                    ident(col::PERSON_ID),
+                ])
+                .alias(col::PERSON_ID)
+            } else {
+                ident(f.name())
+            }
+        })
+        .collect();
+    Ok(ctx
+        .read_batch(overrides)?
+        .join(
+            frame,
+            JoinType::Right,
+            &["__distinct_id"],
+            &[col::PERSON_ID],
+            None,
+        )?
+        .select(columns)?)
+}
+
 pub(super) fn ts_lit(us: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(us),

@@ -38,7 +38,7 @@ use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
 use crate::plan::{
-    AggregateQuery, PathQuery, ResultTable, RetentionCounts, RetentionQuery, RollupDef,
+    AggregateQuery, Measure, PathQuery, ResultTable, RetentionCounts, RetentionQuery, RollupDef,
     RollupStatus, SESSION_LOOKAROUND_US, SessionQuery, StepEvent, StepQuery,
 };
 use crate::schema::{col, records_to_batch};
@@ -108,6 +108,9 @@ struct Inner {
     pinned_files: Option<Vec<ParquetFileEntry>>,
     /// Registered rollups by project and id.
     rollups: Mutex<HashMap<(ProjectId, String), rollup::Rollup>>,
+    /// Each project's person overrides (see `tally_catalog::persons`) as an Arrow batch, with
+    /// the identity version it was read at; `None` when the project has none.
+    overrides: Mutex<HashMap<ProjectId, (i64, Option<RecordBatch>)>>,
     _lock: Option<File>,
 }
 
@@ -185,6 +188,7 @@ impl EmbeddedStore {
                 last_flush: Mutex::new(Instant::now()),
                 pinned_files: None,
                 rollups: Mutex::new(HashMap::new()),
+                overrides: Mutex::new(HashMap::new()),
                 _lock: Some(lock),
             }),
         })
@@ -225,6 +229,7 @@ impl EmbeddedStore {
                     last_flush: Mutex::new(Instant::now()),
                     pinned_files: Some(files),
                     rollups: Mutex::new(HashMap::new()),
+                    overrides: Mutex::new(HashMap::new()),
                     _lock: None,
                 }),
             });
@@ -279,10 +284,36 @@ impl EmbeddedStore {
         Ok(sources)
     }
 
-    /// A DataFrame of exactly the project's events in `[from, to)`.
+    /// A DataFrame of exactly the project's events in `[from, to)`, their `person_id` mapped
+    /// through the project's person overrides, so that merged persons count once.
     pub async fn frame(&self, project: &ProjectId, from: i64, to: i64) -> Result<DataFrame> {
         let sources = self.sources(project, from, to)?;
-        engine::range_frame(&self.inner.ctx, sources, from, to).await
+        let frame = engine::range_frame(&self.inner.ctx, sources, from, to).await?;
+        match self.person_overrides(project)? {
+            Some(batch) => engine::with_overrides(&self.inner.ctx, frame, batch),
+            None => Ok(frame),
+        }
+    }
+
+    /// The project's person overrides, read again when its identity version moved.
+    fn person_overrides(&self, project: &ProjectId) -> Result<Option<RecordBatch>> {
+        let version = self.inner.catalog.identity_version(project)?;
+        if let Some((v, batch)) = self.inner.overrides.lock().get(project)
+            && *v == version
+        {
+            return Ok(batch.clone());
+        }
+        let o = self.inner.catalog.person_overrides(project)?;
+        let batch = if o.pairs.is_empty() {
+            None
+        } else {
+            Some(engine::overrides_batch(&o.pairs)?)
+        };
+        self.inner
+            .overrides
+            .lock()
+            .insert(project.clone(), (o.version, batch.clone()));
+        Ok(batch)
     }
 
     /// The sources of `[from, to)` widened by [`SESSION_LOOKAROUND_US`] on each side, so that
@@ -406,6 +437,13 @@ impl EmbeddedStore {
     /// Answers `q` from a ready rollup with the same events, groups and measure, if there is one
     /// and the query's buckets fall on whole UTC hours.
     pub fn aggregate_from_rollup(&self, q: &AggregateQuery) -> Option<ResultTable> {
+        // Sketches count the ids events were stored under; once persons merged, only the raw
+        // events (through the overrides) count them right.
+        if q.measure == Measure::UniquePersons
+            && self.inner.catalog.identity_version(&q.project).unwrap_or(1) > 0
+        {
+            return None;
+        }
         let def = RollupDef::of(q);
         let rollups = self.inner.rollups.lock();
         rollups

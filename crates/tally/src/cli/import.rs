@@ -11,6 +11,7 @@ use anyhow::Context;
 use tally_catalog::{Catalog, Project};
 use tally_collect::Limits;
 use tally_core::EventRecord;
+use tally_core::IdentityOp;
 use tally_process::{BatchProcessor, EventProcessor, ProcessorConfig, ProjectSchemas};
 use tally_store::{EmbeddedStore, EmbeddedStoreConfig, ProjectBatch, Store, StoreError};
 
@@ -132,7 +133,20 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<()> {
     });
     let mut written = 0u64;
     let mut duplicates = 0u64;
+    let mut merged = std::collections::HashSet::new();
     while let Some(chunk) = rx.recv().await {
+        // Events that carry both an anonymous and a user id merge the two, as on ingest.
+        let merges: Vec<IdentityOp> = chunk
+            .iter()
+            .filter_map(|r| IdentityOp::implied_by(r.user_id.as_deref(), r.anonymous_id.as_deref()))
+            .filter(|op| match op {
+                IdentityOp::Merge { from, into, .. } => merged.insert((from.clone(), into.clone())),
+                _ => true,
+            })
+            .collect();
+        if !merges.is_empty() {
+            catalog.apply_identity(&project.id, &merges)?;
+        }
         // `maintain` flushes every million rows, so the buffer never fills during an import.
         let outcome = store
             .write(vec![ProjectBatch {
