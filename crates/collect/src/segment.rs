@@ -21,6 +21,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tally_core::{AnalyticsEvent, FieldError, IdentityOp};
 
+use crate::Message;
+
 use crate::native::{
     MAX_ID_CHARS, context, id, name, object, opt_string, properties, timestamp, wrong_type,
 };
@@ -55,13 +57,6 @@ impl Call {
             _ => return None,
         })
     }
-}
-
-/// One message: the event to store and the identity changes to apply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub event: AnalyticsEvent,
-    pub identity: Vec<IdentityOp>,
 }
 
 /// What a batch's envelope gives every message: `sentAt` and a `context` whose keys a message's

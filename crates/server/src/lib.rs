@@ -10,6 +10,7 @@ mod error;
 mod identity;
 mod ingest;
 mod metrics;
+mod posthog;
 mod query;
 mod rules;
 mod segment;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/persons/{id}", get(identity::get_person))
         .route("/v1/groups/{type}/{key}", get(identity::get_group))
         .merge(segment::routes())
+        .merge(posthog::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

@@ -174,3 +174,93 @@ fn segment_node_library() {
         "{lib}"
     );
 }
+
+#[test]
+fn posthog_python_library() {
+    let env = env_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let p = create_project(dir.path(), "ph");
+    let server = Server::start(dir.path(), &[]);
+    let mut cmd = Command::new(env.join("py/bin/python"));
+    cmd.arg(clients_dir().join("posthog_python.py"))
+        .arg(&server.url)
+        .arg(&p.write_key);
+    run(cmd, "posthog_python.py");
+    let mut by_event: Vec<(String, i64)> = rows(
+        &server,
+        &p,
+        json!({"name": "r", "measure": {"op": "count"}, "group_by": ["event"]}),
+    )
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap()))
+    .collect();
+    by_event.sort();
+    let expected: Vec<(String, i64)> = [
+        ("$create_alias", 1),
+        ("$groupidentify", 1),
+        ("$identify", 1),
+        ("$set", 1),
+        ("$set_once", 1),
+        ("Order Completed", 2),
+        ("Product Viewed", 1),
+        ("pageview", 1),
+    ]
+    .iter()
+    .map(|(e, n)| (e.to_string(), *n))
+    .collect();
+    assert_eq!(by_event, expected);
+    // ph-anon, ph-user and ph-legacy are one person, whose id is the alias event's distinct_id.
+    assert_eq!(
+        rows(
+            &server,
+            &p,
+            json!({"name": "r", "measure": {"op": "unique_users"}})
+        ),
+        json!([[1]])
+    );
+    assert_eq!(
+        rows(
+            &server,
+            &p,
+            json!({"name": "r", "event": "Order Completed", "measure": {"op": "sum", "property": "properties.revenue"}, "group_by": ["person_id"]})
+        ),
+        json!([["ph-user", 15.0]])
+    );
+    let person = get(&server, &p, "/v1/persons/ph-anon");
+    assert_eq!(person["id"], "ph-user");
+    assert_eq!(
+        person["distinct_ids"],
+        json!(["ph-user", "ph-anon", "ph-legacy"])
+    );
+    assert_eq!(
+        person["properties"],
+        json!({"plan": "scale", "name": "Ph", "first_seen": "today"})
+    );
+    let group = get(&server, &p, "/v1/groups/company/ph-company");
+    assert_eq!(group["properties"], json!({"seats": 4}));
+    assert_eq!(
+        rows(
+            &server,
+            &p,
+            json!({"name": "r", "event": "pageview", "measure": {"op": "count"},
+                   "group_by": ["path", "title", "utm_source", "referrer_channel", "library"]})
+        )[0]
+        .as_array()
+        .unwrap()[..4],
+        json!(["/docs", "Docs", "newsletter", "email"])
+            .as_array()
+            .unwrap()[..]
+    );
+    // A group-by on the `$groups` property PostHog's events carry.
+    assert_eq!(
+        rows(
+            &server,
+            &p,
+            json!({"name": "r", "event": "Order Completed", "measure": {"op": "count"},
+                   "group_by": ["properties.$groups.company"]})
+        ),
+        json!([[null, 1], ["ph-company", 1]])
+    );
+}

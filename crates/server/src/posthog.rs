@@ -1,0 +1,151 @@
+//! PostHog's capture API: `POST /capture/`, `/batch/`, `/e/`, `/i/v0/e/` (with or without the
+//! trailing slash). The project's write key is the `api_key` or `token` of the body (or of each
+//! event's properties, as posthog-js sends it), or a bearer key.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tally_catalog::KeyScope;
+use tally_collect::posthog;
+use tally_core::IdentityOp;
+
+use crate::auth::{basic_user_or_bearer, check_key};
+use crate::error::ApiError;
+use crate::ingest::{Rejection, body_error, content_encoding, read_body, submit};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CaptureParams {
+    compression: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CaptureAnswer {
+    /// PostHog's success marker.
+    status: u8,
+    accepted: usize,
+    rejected: Vec<Rejection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
+}
+
+pub(crate) async fn capture(
+    State(state): State<AppState>,
+    Query(params): Query<CaptureParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let s = &state.inner;
+    let header_key = basic_user_or_bearer(&headers);
+    let (bytes, _memory) = read_body(&state, &headers, body).await?;
+    let encoding = content_encoding(&headers);
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let limits = s.limits;
+    let json = tokio::task::spawn_blocking(move || {
+        posthog::decode_body(
+            &bytes,
+            encoding.as_deref(),
+            params.compression.as_deref(),
+            form,
+            &limits,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal("decoding the body failed", e))?
+    .map_err(body_error)?;
+    let body_key = posthog::split_body(&json, &limits)
+        .map_err(body_error)?
+        .api_key;
+    let (key, field) = match (body_key, header_key) {
+        (Some(k), _) => (k, "api_key"),
+        (None, Some(k)) => (k, "authorization"),
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_key",
+                "send the project's write key as `api_key` (or `token`) in the body",
+            )
+            .field("api_key"));
+        }
+    };
+    let project = check_key(&s.keys, &s.catalog, &key, KeyScope::Write, field)?;
+
+    let schemas = s.schemas(&project)?;
+    let processor = Arc::clone(&s.processor);
+    let received_at = Utc::now();
+    let for_work = project.clone();
+    let (records, identity, rejected) = tokio::task::spawn_blocking(move || {
+        let split = posthog::split_body(&json, &limits).map_err(body_error)?;
+        let mut records = Vec::with_capacity(split.events.len());
+        let mut identity: Vec<IdentityOp> = Vec::new();
+        let mut rejected = Vec::new();
+        for (index, raw) in split.events.iter().enumerate() {
+            let result = posthog::parse_event(raw, limits.max_event_bytes, split.sent_at.as_ref())
+                .and_then(|m| {
+                    let r = processor.process(&for_work, &schemas, m.event, received_at)?;
+                    Ok((r, m.identity))
+                });
+            match result {
+                Ok((r, ops)) => {
+                    records.push(r);
+                    identity.extend(ops);
+                }
+                Err(error) => rejected.push(Rejection { index, error }),
+            }
+        }
+        Ok::<_, ApiError>((records, identity, rejected))
+    })
+    .await
+    .map_err(|e| ApiError::internal("processing the events failed", e))??;
+
+    let accepted = records.len();
+    if accepted == 0 && !rejected.is_empty() {
+        let first = &rejected[0];
+        let answer = CaptureAnswer {
+            status: 0,
+            accepted: 0,
+            error: Some(serde_json::json!({
+                "code": "all_events_rejected",
+                "message": format!("no event was accepted; the first problem: {}", first.error),
+                "field": format!("batch[{}].{}", first.index, first.error.field)
+                    .trim_end_matches('.')
+                    .to_owned(),
+            })),
+            rejected,
+        };
+        return Ok((StatusCode::BAD_REQUEST, Json(answer)).into_response());
+    }
+    crate::identity::apply(&state, &project, identity).await?;
+    submit(&state, project, records, rejected.len()).await?;
+    Ok((
+        StatusCode::OK,
+        Json(CaptureAnswer {
+            status: 1,
+            accepted,
+            rejected,
+            error: None,
+        }),
+    )
+        .into_response())
+}
+
+/// The routes, each with and without its trailing slash.
+pub(crate) fn routes() -> axum::Router<AppState> {
+    use axum::routing::post;
+    let mut router = axum::Router::new();
+    for path in ["/capture", "/batch", "/e", "/i/v0/e"] {
+        router = router
+            .route(path, post(capture))
+            .route(&format!("{path}/"), post(capture));
+    }
+    router
+}
