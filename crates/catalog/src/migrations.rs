@@ -67,7 +67,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX person_distinct_ids_by_person ON person_distinct_ids(project_id, person_id);
      CREATE TABLE identity_versions (
         project_id TEXT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
-        version INTEGER NOT NULL
+        version INTEGER NOT NULL DEFAULT 0,
+        properties_version INTEGER NOT NULL DEFAULT 0
      );
      CREATE TABLE groups (
         project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,

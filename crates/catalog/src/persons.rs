@@ -68,6 +68,7 @@ impl Catalog {
             let tx = c.transaction()?;
             let mut out = Vec::with_capacity(ops.len());
             let mut changed = false;
+            let mut properties_changed = false;
             for op in ops {
                 let outcome = match op {
                     IdentityOp::SetProperties {
@@ -78,6 +79,7 @@ impl Catalog {
                     } => {
                         let person = resolve(&tx, project, distinct_id)?;
                         update_person(&tx, project, &person, set, set_once, *identified)?;
+                        properties_changed = true;
                         MergeOutcome::NotAMerge
                     }
                     IdentityOp::Merge {
@@ -100,11 +102,14 @@ impl Catalog {
                 };
                 out.push(outcome);
             }
-            if changed {
+            if changed || properties_changed {
+                // A merge also changes whose properties the merged ids' events see.
                 tx.execute(
-                    "INSERT INTO identity_versions(project_id, version) VALUES (?1, 1)
-                     ON CONFLICT(project_id) DO UPDATE SET version = version + 1",
-                    [project.as_str()],
+                    "INSERT INTO identity_versions(project_id, version, properties_version)
+                     VALUES (?1, ?2, 1)
+                     ON CONFLICT(project_id) DO UPDATE SET version = version + ?2,
+                        properties_version = properties_version + 1",
+                    params![project.as_str(), i64::from(changed)],
                 )?;
             }
             tx.commit()?;
@@ -194,6 +199,44 @@ impl Catalog {
             )
             .optional()?
             .unwrap_or(0))
+        })
+    }
+
+    /// The project's person-properties version: bumped by every change to a person's
+    /// properties or ids.
+    pub fn person_properties_version(&self, project: &ProjectId) -> Result<i64> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT properties_version FROM identity_versions WHERE project_id = ?1",
+                [project.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+        })
+    }
+
+    /// Every person of the project that has properties: `(person_id, properties as JSON text)`,
+    /// with the properties version they are at.
+    pub fn person_properties(&self, project: &ProjectId) -> Result<(i64, Vec<(String, String)>)> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let version = tx
+                .query_row(
+                    "SELECT properties_version FROM identity_versions WHERE project_id = ?1",
+                    [project.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let mut stmt = tx.prepare(
+                "SELECT person_id, properties FROM persons
+                 WHERE project_id = ?1 AND properties != '{}'",
+            )?;
+            let rows = stmt
+                .query_map([project.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((version, rows))
         })
     }
 

@@ -1,8 +1,8 @@
-//! Field paths as users write them (`properties.plan`, `context.country`, `browser`) and the
+//! Field paths as users write them (`properties.plan`, `context.country`, `person.plan`, `browser`) and the
 //! store column or JSON path each one means.
 
 use tally_core::FieldError;
-use tally_store::FieldRef;
+use tally_store::{FieldRef, PERSON_COLUMN};
 
 /// Top-level event fields that are columns.
 const EVENT_FIELDS: &[&str] = &[
@@ -89,6 +89,14 @@ pub fn resolve_field(path: &str, at: &str) -> Result<FieldRef, FieldError> {
             path: json_path(rest)?,
         });
     }
+    if let Some(rest) = path.strip_prefix("person.") {
+        // PostHog's spelling, `person.properties.plan`, means the same.
+        let rest = rest.strip_prefix("properties.").unwrap_or(rest);
+        return Ok(FieldRef::Json {
+            column: PERSON_COLUMN.into(),
+            path: json_path(rest)?,
+        });
+    }
     if let Some(rest) = path.strip_prefix("context.") {
         if let Some((_, c)) = CONTEXT_COLUMNS.iter().find(|(k, _)| *k == rest) {
             return Ok(FieldRef::Column((*c).to_owned()));
@@ -108,7 +116,7 @@ pub fn resolve_field(path: &str, at: &str) -> Result<FieldRef, FieldError> {
         });
     }
     Err(bad(format!(
-        "unknown field `{path}`: use an event field ({}), `properties.NAME`, `context.NAME` or an enrichment column such as `browser`",
+        "unknown field `{path}`: use an event field ({}), `properties.NAME`, `context.NAME`, `person.NAME` (a person property) or an enrichment column such as `browser`",
         EVENT_FIELDS.join(", ")
     )))
 }

@@ -20,8 +20,9 @@ use tally_core::{EventRecord, ProjectId};
 pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport, SqlLimits, SqlResult};
 pub use plan::{
     AggregateQuery, FieldRef, Filter, FilterOp, Measure, PAGEVIEW_EVENT, PATH_END, PATH_START,
-    PathDirection, PathQuery, ResultTable, RetentionCounts, RetentionQuery, RollupDef,
-    RollupStatus, SESSION_LOOKAROUND_US, SessionBreakdown, SessionQuery, StepEvent, StepQuery,
+    PERSON_COLUMN, PathDirection, PathQuery, ResultTable, RetentionCounts, RetentionQuery,
+    RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionBreakdown, SessionQuery, StepEvent,
+    StepQuery,
 };
 
 /// Processed events of one project, in arrival order.

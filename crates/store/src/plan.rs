@@ -7,11 +7,40 @@ use serde_json::Value;
 use tally_core::{Interval, ProjectId};
 
 /// A value of the events table: a column, or a path inside a JSON column (`properties`,
-/// `context_extra`).
+/// `context_extra`, or [`PERSON_COLUMN`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FieldRef {
     Column(String),
     Json { column: String, path: Vec<String> },
+}
+
+/// The JSON column that holds the properties of each event's person (after identity merges),
+/// as they are now. Engines add it to the events only for queries that use it.
+pub const PERSON_COLUMN: &str = "person";
+
+impl FieldRef {
+    /// Does this field read the person's properties?
+    pub fn is_person(&self) -> bool {
+        matches!(self, Self::Json { column, .. } if column == PERSON_COLUMN)
+    }
+}
+
+impl Measure {
+    fn field(&self) -> Option<&FieldRef> {
+        match self {
+            Self::Count | Self::UniquePersons => None,
+            Self::Sum(f) | Self::Avg(f) | Self::Min(f) | Self::Max(f) | Self::Percentile(f, _) => {
+                Some(f)
+            }
+        }
+    }
+}
+
+fn any_person<'a>(
+    filters: impl IntoIterator<Item = &'a Filter>,
+    fields: impl IntoIterator<Item = &'a FieldRef>,
+) -> bool {
+    filters.into_iter().any(|f| f.field.is_person()) || fields.into_iter().any(FieldRef::is_person)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +135,44 @@ pub struct RollupDef {
     pub measure: Measure,
 }
 
+impl AggregateQuery {
+    /// Does the query read person properties?
+    pub fn uses_person(&self) -> bool {
+        any_person(
+            &self.filters,
+            self.group_by.iter().chain(self.measure.field()),
+        )
+    }
+}
+
+impl StepQuery {
+    pub fn uses_person(&self) -> bool {
+        any_person(self.steps.iter().flatten(), &self.breakdown)
+    }
+}
+
+impl SessionQuery {
+    pub fn uses_person(&self) -> bool {
+        let breakdown = match &self.breakdown {
+            Some(SessionBreakdown::Field(f)) => Some(f),
+            _ => None,
+        };
+        any_person(&self.filters, breakdown)
+    }
+}
+
+impl PathQuery {
+    pub fn uses_person(&self) -> bool {
+        any_person(self.filters.iter().chain(&self.anchor), None)
+    }
+}
+
+impl RetentionQuery {
+    pub fn uses_person(&self) -> bool {
+        any_person(self.cohort.iter().chain(&self.returns), None)
+    }
+}
+
 impl RollupDef {
     /// The rollup `query` could be answered from, if any: the same events, groups and measure.
     pub fn of(query: &AggregateQuery) -> Self {
@@ -119,6 +186,15 @@ impl RollupDef {
 
     /// Can a rollup compute this measure incrementally? Percentiles need every value.
     pub fn supported(&self) -> Result<(), String> {
+        if any_person(
+            &self.filters,
+            self.group_by.iter().chain(self.measure.field()),
+        ) {
+            return Err(
+                "person properties change after the events arrived, so rules that use them are computed from the raw events"
+                    .into(),
+            );
+        }
         match self.measure {
             Measure::Percentile(..) => {
                 Err("percentiles need every value, so they are computed from the raw events".into())

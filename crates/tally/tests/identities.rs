@@ -116,6 +116,19 @@ fn a_saved_unique_rule_counts_a_merged_person_once() {
         assert!(std::time::Instant::now() < deadline, "no rollup: {v}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // A rule over person properties is saved, and computed from raw events (properties change).
+    let by_plan =
+        json!({"name": "by_plan", "measure": {"op": "count"}, "group_by": ["person.plan"]});
+    let (s, v) = server.post("/v1/rules", &p.read_key, &by_plan);
+    assert!(s == 200 || s == 201, "{v}");
+    let r = client()
+        .get(format!("{}/v1/rules/by_plan", server.url))
+        .bearer_auth(&p.read_key)
+        .send()
+        .unwrap();
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["rollup"]["state"], "unsupported", "{v}");
+
     let identify = json!({"userId": "u1", "anonymousId": "a1"});
     assert_eq!(server.post("/v1/identify", &p.write_key, &identify).0, 200);
     let (_, v) = server.post("/v1/query", &p.read_key, &body);

@@ -21,8 +21,8 @@ use tally_core::Interval;
 use tally_core::time::format_rfc3339;
 
 use crate::plan::{
-    AggregateQuery, FieldRef, Filter, FilterOp, Measure, ResultTable, RetentionCounts,
-    RetentionQuery, RollupDef, StepEvent, StepQuery,
+    AggregateQuery, FieldRef, Filter, FilterOp, Measure, PERSON_COLUMN, ResultTable,
+    RetentionCounts, RetentionQuery, RollupDef, StepEvent, StepQuery,
 };
 use crate::schema::{col, event_schema, is_column, is_string_column};
 use crate::{Result, StoreError};
@@ -153,6 +153,51 @@ pub(crate) fn with_overrides(
             frame,
             JoinType::Right,
             &["__distinct_id"],
+            &[col::PERSON_ID],
+            None,
+        )?
+        .select(columns)?)
+}
+
+/// Person properties as a batch of (`__person_key`, [`PERSON_COLUMN`]).
+pub(crate) fn persons_batch(rows: &[(String, String)]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("__person_key", DataType::Utf8, false),
+        Field::new(PERSON_COLUMN, DataType::Utf8, false),
+    ]));
+    let keys: StringArray = rows.iter().map(|(k, _)| Some(k.as_str())).collect();
+    let props: StringArray = rows.iter().map(|(_, p)| Some(p.as_str())).collect();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![Arc::new(keys), Arc::new(props)],
+    )?)
+}
+
+/// `frame` with a [`PERSON_COLUMN`]: the properties of each event's person (null for persons
+/// without any), by a hash join whose build side is the persons batch.
+pub(crate) fn with_persons(
+    ctx: &SessionContext,
+    frame: DataFrame,
+    persons: Option<RecordBatch>,
+) -> Result<DataFrame> {
+    use datafusion::common::JoinType;
+    let Some(persons) = persons else {
+        return Ok(frame.with_column(PERSON_COLUMN, lit(ScalarValue::Utf8(None)))?);
+    };
+    let mut columns: Vec<Expr> = event_schema()
+        .fields()
+        .iter()
+        .map(|f| ident(f.name()))
+        .collect();
+    columns.push(ident(PERSON_COLUMN));
+    Ok(ctx
+        .read_batch(persons)?
+        .join(
+            frame,
+            JoinType::Right,
+            &["__person_key"],
             &[col::PERSON_ID],
             None,
         )?

@@ -111,6 +111,8 @@ struct Inner {
     /// Each project's person overrides (see `tally_catalog::persons`) as an Arrow batch, with
     /// the identity version it was read at; `None` when the project has none.
     overrides: Mutex<HashMap<ProjectId, (i64, Option<RecordBatch>)>>,
+    /// Each project's person properties as a batch, with the version it was read at.
+    persons: Mutex<HashMap<ProjectId, (i64, Option<RecordBatch>)>>,
     _lock: Option<File>,
 }
 
@@ -189,6 +191,7 @@ impl EmbeddedStore {
                 pinned_files: None,
                 rollups: Mutex::new(HashMap::new()),
                 overrides: Mutex::new(HashMap::new()),
+                persons: Mutex::new(HashMap::new()),
                 _lock: Some(lock),
             }),
         })
@@ -230,6 +233,7 @@ impl EmbeddedStore {
                     pinned_files: Some(files),
                     rollups: Mutex::new(HashMap::new()),
                     overrides: Mutex::new(HashMap::new()),
+                    persons: Mutex::new(HashMap::new()),
                     _lock: None,
                 }),
             });
@@ -285,14 +289,45 @@ impl EmbeddedStore {
     }
 
     /// A DataFrame of exactly the project's events in `[from, to)`, their `person_id` mapped
-    /// through the project's person overrides, so that merged persons count once.
-    pub async fn frame(&self, project: &ProjectId, from: i64, to: i64) -> Result<DataFrame> {
+    /// through the project's person overrides, so that merged persons count once. With
+    /// `person`, also the [`crate::plan::PERSON_COLUMN`] of each event's person's properties.
+    pub async fn frame(
+        &self,
+        project: &ProjectId,
+        from: i64,
+        to: i64,
+        person: bool,
+    ) -> Result<DataFrame> {
         let sources = self.sources(project, from, to)?;
-        let frame = engine::range_frame(&self.inner.ctx, sources, from, to).await?;
-        match self.person_overrides(project)? {
-            Some(batch) => engine::with_overrides(&self.inner.ctx, frame, batch),
-            None => Ok(frame),
+        let mut frame = engine::range_frame(&self.inner.ctx, sources, from, to).await?;
+        if let Some(batch) = self.person_overrides(project)? {
+            frame = engine::with_overrides(&self.inner.ctx, frame, batch)?;
         }
+        if person {
+            frame = engine::with_persons(&self.inner.ctx, frame, self.person_properties(project)?)?;
+        }
+        Ok(frame)
+    }
+
+    /// The project's person properties, read again when they changed.
+    fn person_properties(&self, project: &ProjectId) -> Result<Option<RecordBatch>> {
+        let version = self.inner.catalog.person_properties_version(project)?;
+        if let Some((v, batch)) = self.inner.persons.lock().get(project)
+            && *v == version
+        {
+            return Ok(batch.clone());
+        }
+        let (version, rows) = self.inner.catalog.person_properties(project)?;
+        let batch = if rows.is_empty() {
+            None
+        } else {
+            Some(engine::persons_batch(&rows)?)
+        };
+        self.inner
+            .persons
+            .lock()
+            .insert(project.clone(), (version, batch.clone()));
+        Ok(batch)
     }
 
     /// The project's person overrides, read again when its identity version moved.
@@ -318,11 +353,18 @@ impl EmbeddedStore {
 
     /// The sources of `[from, to)` widened by [`SESSION_LOOKAROUND_US`] on each side, so that
     /// sessions crossing the range's edges are whole.
-    async fn session_frame(&self, project: &ProjectId, from: i64, to: i64) -> Result<DataFrame> {
+    async fn session_frame(
+        &self,
+        project: &ProjectId,
+        from: i64,
+        to: i64,
+        person: bool,
+    ) -> Result<DataFrame> {
         self.frame(
             project,
             from.saturating_sub(SESSION_LOOKAROUND_US),
             to.saturating_add(SESSION_LOOKAROUND_US),
+            person,
         )
         .await
     }
@@ -736,30 +778,36 @@ impl Store for EmbeddedStore {
     }
 
     async fn aggregate(&self, query: &AggregateQuery) -> Result<ResultTable> {
-        let frame = self.frame(&query.project, query.from, query.to).await?;
+        let frame = self
+            .frame(&query.project, query.from, query.to, query.uses_person())
+            .await?;
         engine::aggregate(frame, query).await
     }
 
     async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>> {
-        let frame = self.frame(&query.project, query.from, query.to).await?;
+        let frame = self
+            .frame(&query.project, query.from, query.to, query.uses_person())
+            .await?;
         engine::step_events(frame, query).await
     }
 
     async fn retention(&self, query: &RetentionQuery) -> Result<RetentionCounts> {
-        let frame = self.frame(&query.project, query.from, query.to).await?;
+        let frame = self
+            .frame(&query.project, query.from, query.to, query.uses_person())
+            .await?;
         engine::retention(frame, query).await
     }
 
     async fn sessions(&self, query: &SessionQuery) -> Result<ResultTable> {
         let frame = self
-            .session_frame(&query.project, query.from, query.to)
+            .session_frame(&query.project, query.from, query.to, query.uses_person())
             .await?;
         sequences::sessions(frame, query).await
     }
 
     async fn paths(&self, query: &PathQuery) -> Result<ResultTable> {
         let frame = self
-            .session_frame(&query.project, query.from, query.to)
+            .session_frame(&query.project, query.from, query.to, query.uses_person())
             .await?;
         sequences::paths(frame, query).await
     }
