@@ -143,7 +143,7 @@ pub(crate) fn id(v: Value, field: &str) -> Result<Option<String>, FieldError> {
     }
 }
 
-fn number(v: Value, field: &str) -> Result<Option<f64>, FieldError> {
+pub(crate) fn number(v: Value, field: &str) -> Result<Option<f64>, FieldError> {
     match v {
         Value::Null => Ok(None),
         Value::Number(n) => n

@@ -6,7 +6,7 @@
 //!
 //! | call | event name | identity |
 //! |---|---|---|
-//! | `track` | its `event` | — |
+//! | `track` | its `event` (or, Tally's extension, the origin's `category`/`action`/`label`/`value`, named by `action`) | — |
 //! | `page` | `pageview` (properties `url`, `path`, `referrer`, `title` fill `context.page`) | — |
 //! | `screen` | `screen` (its `name` as property `name`) | — |
 //! | `identify` | `$identify` | `traits` set on the person (not copied into the event) |
@@ -24,7 +24,7 @@ use tally_core::{AnalyticsEvent, FieldError, IdentityOp};
 use crate::Message;
 
 use crate::native::{
-    MAX_ID_CHARS, context, id, name, object, opt_string, properties, timestamp, wrong_type,
+    MAX_ID_CHARS, context, id, name, number, object, opt_string, properties, timestamp, wrong_type,
 };
 
 /// Segment's limit on one message's JSON.
@@ -224,9 +224,24 @@ fn message_from_value(
             .into_iter()
             .collect();
     let event_name = match call {
-        Call::Track => name(take("event"), "event")?.ok_or_else(|| {
-            FieldError::new("missing_field", "event", "a track call needs `event`")
-        })?,
+        Call::Track => {
+            // Tally's extension: the origin's shape, `category`, `action`, `label`, `value`.
+            ev.category = name(take("category"), "category")?;
+            ev.action = name(take("action"), "action")?;
+            ev.label = opt_string(take("label"), "label", MAX_ID_CHARS)?;
+            ev.value = number(take("value"), "value")?;
+            match (name(take("event"), "event")?, &ev.category, &ev.action) {
+                (Some(e), _, _) => e,
+                (None, Some(_), Some(action)) => action.clone(),
+                _ => {
+                    return Err(FieldError::new(
+                        "missing_field",
+                        "event",
+                        "a track call needs `event` (or `category` and `action`)",
+                    ));
+                }
+            }
+        }
         Call::Page | Call::Screen => {
             for key in ["name", "category"] {
                 if let Some(v) = opt_string(take(key), key, MAX_ID_CHARS)? {

@@ -65,7 +65,22 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let port = free_port();
+        self.spawn_on(free_port());
+    }
+
+    /// Starts the server again on the port it had (after `stop` or `kill9`), so clients that
+    /// know its address reconnect.
+    pub fn start_again(&mut self) {
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the server had a port");
+        self.spawn_on(port);
+    }
+
+    fn spawn_on(&mut self, port: u16) {
         self.url = format!("http://127.0.0.1:{port}");
         let child = Command::new(BIN)
             .arg("serve")
