@@ -6,24 +6,26 @@
 #
 # - Python venv DIR/py with segment-analytics-python and posthog (PyPI)
 # - DIR/node/node_modules with @segment/analytics-node (npm)
+# - Debian's chromium (apt), for the browser tests
 set -euo pipefail
 DIR=${1:-${TALLY_TEST_ENV:-$HOME/.cache/tally/test-env}}
 PY_PACKAGES="segment-analytics-python==2.4.0 posthog==7.91.1"
 NODE_PACKAGES="@segment/analytics-node@3.1.0"
 STAMP="$DIR/stamp"
+apt_install() {
+  if command -v apt-get >/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "please install: $*" >&2; exit 1
+  fi
+}
+command -v chromium >/dev/null || apt_install chromium
 WANT="py: $PY_PACKAGES; node: $NODE_PACKAGES"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   exit 0
 fi
 echo "setting up the client libraries in $DIR" >&2
-apt_install() {
-  if command -v apt-get >/dev/null; then
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$@" >/dev/null
-  else
-    echo "please install: $*" >&2; exit 1
-  fi
-}
 python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
 command -v npm >/dev/null || apt_install nodejs npm
 mkdir -p "$DIR"

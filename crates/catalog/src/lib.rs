@@ -86,6 +86,38 @@ impl Catalog {
         })
     }
 
+    /// Today's random salt for `name` (created on first use), as hex. Salts of days before
+    /// `yesterday` are deleted, so what they salted can never be recomputed.
+    pub fn daily_salt(&self, name: &str, today: &str, yesterday: &str) -> Result<String> {
+        use rusqlite::OptionalExtension;
+        let key = format!("{name}:{today}");
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let existing: Option<String> = tx
+                .query_row("SELECT value FROM settings WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let salt = match existing {
+                Some(s) => s,
+                None => {
+                    let s = hex::encode(rand::random::<[u8; 32]>());
+                    tx.execute(
+                        "INSERT INTO settings(key, value) VALUES (?1, ?2)",
+                        [&key, &s],
+                    )?;
+                    s
+                }
+            };
+            tx.execute(
+                "DELETE FROM settings WHERE key > ?1 AND key < ?2",
+                [format!("{name}:"), format!("{name}:{yesterday}")],
+            )?;
+            tx.commit()?;
+            Ok(salt)
+        })
+    }
+
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.with(|c| {
             c.execute(

@@ -17,6 +17,7 @@ mod manager;
 pub mod native;
 pub mod posthog;
 pub mod segment;
+pub mod tracker;
 
 pub use body::{BodyError, Limits};
 pub use manager::{

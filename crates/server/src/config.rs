@@ -26,6 +26,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TALLY_IP_MODE", default_value = "truncate", value_parser = clap::value_parser!(IpMode))]
     pub ip_mode: IpMode,
 
+    /// Take the client's address from the first `X-Forwarded-For` entry (only behind a reverse
+    /// proxy that sets it; otherwise clients could choose their address).
+    #[arg(long, env = "TALLY_TRUST_PROXY")]
+    pub trust_proxy: bool,
+
     /// Events that may wait for the WAL at once; beyond it ingest answers 503.
     #[arg(long, env = "TALLY_QUEUE_CAPACITY", default_value_t = 200_000)]
     pub queue_capacity: usize,

@@ -16,6 +16,7 @@ mod rules;
 mod segment;
 mod sql;
 mod state;
+mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,13 +61,22 @@ pub fn open_catalog(config: &ServeConfig) -> Result<Arc<Catalog>, ServerError> {
 
 /// Builds the router over a state (used by `serve` and by in-process tests).
 pub fn router(state: AppState) -> Router {
+    // Ingest endpoints take requests from any origin (browsers send events cross-site); the
+    // others do not.
+    let ingest = Router::new()
+        .route("/v1/events", post(ingest::post_events))
+        .route("/t/e", post(tracker::hit))
+        .merge(segment::routes())
+        .merge(posthog::routes())
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(tracker::ingest_cors());
     Router::new()
         .route(
             "/health",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/metrics", get(metrics::render))
-        .route("/v1/events", post(ingest::post_events))
+        .route("/t.js", get(tracker::script))
         .route("/v1/query", post(query::post_query))
         .route("/v1/sql", post(sql::post_sql))
         .route("/v1/rules", post(rules::post_rule).get(rules::list_rules))
@@ -76,10 +86,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/persons/{id}", get(identity::get_person))
         .route("/v1/groups/{type}/{key}", get(identity::get_group))
-        .merge(segment::routes())
-        .merge(posthog::routes())
-        .fallback(error::not_found)
+        // Before the ingest routes are merged: theirs stays inside the CORS layer, which
+        // answers preflight requests.
         .method_not_allowed_fallback(error::method_not_allowed)
+        .merge(ingest)
+        .fallback(error::not_found)
         .with_state(state)
 }
 
@@ -102,7 +113,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
         manager,
         config.limits(),
         config.sql_limits(),
-    );
+    )
+    .trusting_proxy(config.trust_proxy);
 
     let maintenance = tokio::spawn(maintain(store.clone()));
     let rule_sync = tokio::spawn(sync_rules(Arc::clone(&state.inner.catalog), store.clone()));
@@ -114,9 +126,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
         })?;
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "tally is listening");
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
 
     tracing::info!("shutting down: draining the queue and flushing");
     maintenance.abort();

@@ -40,6 +40,9 @@ pub(crate) struct Inner {
     schemas: Mutex<HashMap<ProjectId, (Instant, Arc<ProjectSchemas>)>>,
     pub(crate) counters: crate::metrics::Counters,
     pub(crate) seen_merges: crate::identity::SeenMerges,
+    pub(crate) salt: crate::tracker::VisitorSalt,
+    /// Client addresses come from `X-Forwarded-For`.
+    pub(crate) trust_proxy: bool,
 }
 
 impl AppState {
@@ -66,8 +69,20 @@ impl AppState {
                 schemas: Mutex::new(HashMap::new()),
                 counters: Default::default(),
                 seen_merges: Default::default(),
+                salt: Default::default(),
+                trust_proxy: false,
             }),
         }
+    }
+}
+
+impl AppState {
+    /// Takes client addresses from `X-Forwarded-For` (see `--trust-proxy`).
+    pub fn trusting_proxy(mut self, trust: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.trust_proxy = trust;
+        }
+        self
     }
 }
 
