@@ -97,6 +97,7 @@ impl Catalog {
                         set,
                     } => {
                         update_group(&tx, project, group_type, key, set)?;
+                        properties_changed = true;
                         MergeOutcome::NotAMerge
                     }
                 };
@@ -235,6 +236,33 @@ impl Catalog {
             )?;
             let rows = stmt
                 .query_map([project.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((version, rows))
+        })
+    }
+
+    /// Every group of `group_type` in the project: `(key, properties as JSON text)`, with the
+    /// properties version they are at (group changes bump it too).
+    pub fn groups_of_type(
+        &self,
+        project: &ProjectId,
+        group_type: &str,
+    ) -> Result<(i64, Vec<(String, String)>)> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let version = tx
+                .query_row(
+                    "SELECT properties_version FROM identity_versions WHERE project_id = ?1",
+                    [project.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let mut stmt = tx.prepare(
+                "SELECT group_key, properties FROM groups WHERE project_id = ?1 AND group_type = ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![project.as_str(), group_type], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((version, rows))
         })

@@ -10,7 +10,7 @@
 //! | `page` | `pageview` (properties `url`, `path`, `referrer`, `title` fill `context.page`) | — |
 //! | `screen` | `screen` (its `name` as property `name`) | — |
 //! | `identify` | `$identify` | `traits` set on the person (not copied into the event) |
-//! | `group` | `$group` (`$group_type`, `$group_key`) | `traits` set on group `group`/`groupId` |
+//! | `group` | `$group` (`$group_type`, `$group_key`) | `traits` set on group `group`/`groupId`; the person's `$groups.group` set to `groupId` |
 //! | `alias` | `$alias` (`previous_id`) | `previousId` merged into `userId` |
 //!
 //! Any message that carries both `anonymousId` and `userId` also merges the anonymous id into the
@@ -283,8 +283,23 @@ fn message_from_value(
             props.insert("$group_key".into(), Value::String(key.clone()));
             identity.push(IdentityOp::Group {
                 group_type: SEGMENT_GROUP_TYPE.into(),
-                key,
+                key: key.clone(),
                 set: traits,
+            });
+            // Segment ties the user, not each event, to the group: remember it on the person,
+            // where `group.group.NAME` finds it for the person's other events.
+            let mut groups = Map::new();
+            groups.insert(SEGMENT_GROUP_TYPE.into(), Value::String(key));
+            let mut set = Map::new();
+            set.insert("$groups".into(), Value::Object(groups));
+            identity.push(IdentityOp::SetProperties {
+                distinct_id: user_id
+                    .clone()
+                    .or_else(|| anonymous_id.clone())
+                    .unwrap_or_default(),
+                set,
+                set_once: Map::new(),
+                identified: user_id.is_some(),
             });
             "$group".to_owned()
         }

@@ -2,7 +2,7 @@
 //! store column or JSON path each one means.
 
 use tally_core::FieldError;
-use tally_store::{FieldRef, PERSON_COLUMN};
+use tally_store::{FieldRef, GROUP_COLUMN_PREFIX, PERSON_COLUMN};
 
 /// Top-level event fields that are columns.
 const EVENT_FIELDS: &[&str] = &[
@@ -97,6 +97,23 @@ pub fn resolve_field(path: &str, at: &str) -> Result<FieldRef, FieldError> {
             path: json_path(rest)?,
         });
     }
+    if let Some(rest) = path.strip_prefix("group.") {
+        // `group.TYPE.NAME`: a property of the event's group of that type.
+        let (group_type, name) = rest.split_once('.').ok_or_else(|| {
+            bad(format!(
+                "`{path}`: group fields are `group.TYPE.NAME` (e.g. group.company.plan)"
+            ))
+        })?;
+        if group_type.is_empty() || group_type.len() > 100 {
+            return Err(bad(format!(
+                "`{path}`: the group type must be 1 to 100 characters"
+            )));
+        }
+        return Ok(FieldRef::Json {
+            column: format!("{GROUP_COLUMN_PREFIX}{group_type}"),
+            path: json_path(name)?,
+        });
+    }
     if let Some(rest) = path.strip_prefix("context.") {
         if let Some((_, c)) = CONTEXT_COLUMNS.iter().find(|(k, _)| *k == rest) {
             return Ok(FieldRef::Column((*c).to_owned()));
@@ -116,7 +133,7 @@ pub fn resolve_field(path: &str, at: &str) -> Result<FieldRef, FieldError> {
         });
     }
     Err(bad(format!(
-        "unknown field `{path}`: use an event field ({}), `properties.NAME`, `context.NAME`, `person.NAME` (a person property) or an enrichment column such as `browser`",
+        "unknown field `{path}`: use an event field ({}), `properties.NAME`, `context.NAME`, `person.NAME` (a person property), `group.TYPE.NAME` (a group property) or an enrichment column such as `browser`",
         EVENT_FIELDS.join(", ")
     )))
 }

@@ -19,10 +19,10 @@ use tally_core::{EventRecord, ProjectId};
 
 pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport, SqlLimits, SqlResult};
 pub use plan::{
-    AggregateQuery, FieldRef, Filter, FilterOp, Measure, PAGEVIEW_EVENT, PATH_END, PATH_START,
-    PERSON_COLUMN, PathDirection, PathQuery, ResultTable, RetentionCounts, RetentionQuery,
-    RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionBreakdown, SessionQuery, StepEvent,
-    StepQuery,
+    AggregateQuery, FieldRef, Filter, FilterOp, GROUP_COLUMN_PREFIX, Lookups, Measure,
+    PAGEVIEW_EVENT, PATH_END, PATH_START, PERSON_COLUMN, PathDirection, PathQuery, ResultTable,
+    RetentionCounts, RetentionQuery, RollupDef, RollupStatus, SESSION_LOOKAROUND_US,
+    SessionBreakdown, SessionQuery, StepEvent, StepQuery,
 };
 
 /// Processed events of one project, in arrival order.

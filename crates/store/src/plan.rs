@@ -18,10 +18,56 @@ pub enum FieldRef {
 /// as they are now. Engines add it to the events only for queries that use it.
 pub const PERSON_COLUMN: &str = "person";
 
+/// The prefix of the JSON column that holds the properties of each event's group of a type
+/// (`group:company`). An event's group of type T is `properties.$groups.T`, else its person's
+/// `$groups.T` (set by Segment's `group` call).
+pub const GROUP_COLUMN_PREFIX: &str = "group:";
+
 impl FieldRef {
     /// Does this field read the person's properties?
     pub fn is_person(&self) -> bool {
         matches!(self, Self::Json { column, .. } if column == PERSON_COLUMN)
+    }
+
+    /// The group type whose properties this field reads, if any.
+    pub fn group_type(&self) -> Option<&str> {
+        match self {
+            Self::Json { column, .. } => column.strip_prefix(GROUP_COLUMN_PREFIX),
+            Self::Column(_) => None,
+        }
+    }
+}
+
+/// What a query needs besides the events: person properties, and the properties of groups of
+/// some types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookups {
+    pub person: bool,
+    pub group_types: Vec<String>,
+}
+
+impl Lookups {
+    fn of<'a>(
+        filters: impl IntoIterator<Item = &'a Filter>,
+        fields: impl IntoIterator<Item = &'a FieldRef>,
+    ) -> Self {
+        let mut l = Self::default();
+        let all = filters.into_iter().map(|f| &f.field).chain(fields);
+        for f in all {
+            l.person |= f.is_person();
+            if let Some(t) = f.group_type()
+                && !l.group_types.iter().any(|g| g == t)
+            {
+                l.group_types.push(t.to_owned());
+                // The group key may come from the person.
+                l.person = true;
+            }
+        }
+        l
+    }
+
+    pub fn any(&self) -> bool {
+        self.person || !self.group_types.is_empty()
     }
 }
 
@@ -34,13 +80,6 @@ impl Measure {
             }
         }
     }
-}
-
-fn any_person<'a>(
-    filters: impl IntoIterator<Item = &'a Filter>,
-    fields: impl IntoIterator<Item = &'a FieldRef>,
-) -> bool {
-    filters.into_iter().any(|f| f.field.is_person()) || fields.into_iter().any(FieldRef::is_person)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,9 +175,9 @@ pub struct RollupDef {
 }
 
 impl AggregateQuery {
-    /// Does the query read person properties?
-    pub fn uses_person(&self) -> bool {
-        any_person(
+    /// What the query reads besides the events.
+    pub fn lookups(&self) -> Lookups {
+        Lookups::of(
             &self.filters,
             self.group_by.iter().chain(self.measure.field()),
         )
@@ -146,30 +185,30 @@ impl AggregateQuery {
 }
 
 impl StepQuery {
-    pub fn uses_person(&self) -> bool {
-        any_person(self.steps.iter().flatten(), &self.breakdown)
+    pub fn lookups(&self) -> Lookups {
+        Lookups::of(self.steps.iter().flatten(), &self.breakdown)
     }
 }
 
 impl SessionQuery {
-    pub fn uses_person(&self) -> bool {
+    pub fn lookups(&self) -> Lookups {
         let breakdown = match &self.breakdown {
             Some(SessionBreakdown::Field(f)) => Some(f),
             _ => None,
         };
-        any_person(&self.filters, breakdown)
+        Lookups::of(&self.filters, breakdown)
     }
 }
 
 impl PathQuery {
-    pub fn uses_person(&self) -> bool {
-        any_person(self.filters.iter().chain(&self.anchor), None)
+    pub fn lookups(&self) -> Lookups {
+        Lookups::of(self.filters.iter().chain(&self.anchor), None)
     }
 }
 
 impl RetentionQuery {
-    pub fn uses_person(&self) -> bool {
-        any_person(self.cohort.iter().chain(&self.returns), None)
+    pub fn lookups(&self) -> Lookups {
+        Lookups::of(self.cohort.iter().chain(&self.returns), None)
     }
 }
 
@@ -186,12 +225,14 @@ impl RollupDef {
 
     /// Can a rollup compute this measure incrementally? Percentiles need every value.
     pub fn supported(&self) -> Result<(), String> {
-        if any_person(
+        if Lookups::of(
             &self.filters,
             self.group_by.iter().chain(self.measure.field()),
-        ) {
+        )
+        .any()
+        {
             return Err(
-                "person properties change after the events arrived, so rules that use them are computed from the raw events"
+                "person and group properties change after the events arrived, so rules that use them are computed from the raw events"
                     .into(),
             );
         }

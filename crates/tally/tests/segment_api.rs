@@ -169,7 +169,11 @@ fn every_call_with_segment_authentication_limits_and_deduplication() {
         .json()
         .unwrap();
     assert_eq!(person["id"], "u1");
-    assert_eq!(person["properties"], json!({"plan": "pro"}));
+    // The group call tied the user to its group.
+    assert_eq!(
+        person["properties"],
+        json!({"plan": "pro", "$groups": {"group": "acme"}})
+    );
     let group: Value = http
         .get(format!("{}/v1/groups/group/acme", server.url))
         .bearer_auth(&p.read_key)

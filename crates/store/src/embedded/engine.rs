@@ -14,15 +14,15 @@ use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, 
 use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, ident, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use datafusion_functions_json::udfs::{
-    json_contains_udf, json_get_bool_udf, json_get_float_udf, json_get_str_udf,
+    json_as_text_udf, json_contains_udf, json_get_bool_udf, json_get_float_udf, json_get_str_udf,
 };
 use serde_json::Value;
 use tally_core::Interval;
 use tally_core::time::format_rfc3339;
 
 use crate::plan::{
-    AggregateQuery, FieldRef, Filter, FilterOp, Measure, PERSON_COLUMN, ResultTable,
-    RetentionCounts, RetentionQuery, RollupDef, StepEvent, StepQuery,
+    AggregateQuery, FieldRef, Filter, FilterOp, GROUP_COLUMN_PREFIX, Measure, PERSON_COLUMN,
+    ResultTable, RetentionCounts, RetentionQuery, RollupDef, StepEvent, StepQuery,
 };
 use crate::schema::{col, event_schema, is_column, is_string_column};
 use crate::{Result, StoreError};
@@ -204,6 +204,65 @@ pub(crate) fn with_persons(
         .select(columns)?)
 }
 
+/// Groups of one type as a batch of (`__group_key`, `group:TYPE`).
+pub(crate) fn groups_batch(group_type: &str, rows: &[(String, String)]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("__group_key", DataType::Utf8, false),
+        Field::new(
+            format!("{GROUP_COLUMN_PREFIX}{group_type}"),
+            DataType::Utf8,
+            false,
+        ),
+    ]));
+    let keys: StringArray = rows.iter().map(|(k, _)| Some(k.as_str())).collect();
+    let props: StringArray = rows.iter().map(|(_, p)| Some(p.as_str())).collect();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![Arc::new(keys), Arc::new(props)],
+    )?)
+}
+
+/// `frame` (which has the [`PERSON_COLUMN`]) with a `group:TYPE` column: the properties of each
+/// event's group of that type, whose key is `properties.$groups.TYPE`, else the person's
+/// `$groups.TYPE`.
+pub(crate) fn with_groups(
+    ctx: &SessionContext,
+    frame: DataFrame,
+    group_type: &str,
+    groups: Option<RecordBatch>,
+) -> Result<DataFrame> {
+    use datafusion::common::JoinType;
+    let column = format!("{GROUP_COLUMN_PREFIX}{group_type}");
+    let Some(groups) = groups else {
+        return Ok(frame.with_column(&column, lit(ScalarValue::Utf8(None)))?);
+    };
+    let mut columns: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| ident(f.name()))
+        .collect();
+    columns.push(ident(&column));
+    let key =
+        |json: &str| json_get_str_udf().call(vec![ident(json), lit("$groups"), lit(group_type)]);
+    let frame = frame.with_column(
+        "__event_group",
+        datafusion::functions::expr_fn::coalesce(vec![key(col::PROPERTIES), key(PERSON_COLUMN)]),
+    )?;
+    Ok(ctx
+        .read_batch(groups)?
+        .join(
+            frame,
+            JoinType::Right,
+            &["__group_key"],
+            &["__event_group"],
+            None,
+        )?
+        .select(columns)?)
+}
+
 pub(super) fn ts_lit(us: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(us),
@@ -250,7 +309,8 @@ pub(super) fn field_expr(f: &FieldRef, as_: As) -> Result<Expr> {
             let mut args = vec![ident(column)];
             args.extend(path.iter().map(|p| lit(p.as_str())));
             let udf = match as_ {
-                As::Text => json_get_str_udf(),
+                // Text of any value: a string decoded, a number or an object as its JSON.
+                As::Text => json_as_text_udf(),
                 As::Number => json_get_float_udf(),
                 As::Bool => json_get_bool_udf(),
             };

@@ -38,8 +38,8 @@ use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
 use crate::plan::{
-    AggregateQuery, Measure, PathQuery, ResultTable, RetentionCounts, RetentionQuery, RollupDef,
-    RollupStatus, SESSION_LOOKAROUND_US, SessionQuery, StepEvent, StepQuery,
+    AggregateQuery, Lookups, Measure, PathQuery, ResultTable, RetentionCounts, RetentionQuery,
+    RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionQuery, StepEvent, StepQuery,
 };
 use crate::schema::{col, records_to_batch};
 use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
@@ -95,6 +95,10 @@ pub struct EmbeddedStore {
     inner: Arc<Inner>,
 }
 
+/// A lookup batch (persons, overrides, groups) with the catalog version it was read at; `None`
+/// when there was nothing to look up.
+type Versioned = (i64, Option<RecordBatch>);
+
 struct Inner {
     config: EmbeddedStoreConfig,
     catalog: Arc<Catalog>,
@@ -110,9 +114,11 @@ struct Inner {
     rollups: Mutex<HashMap<(ProjectId, String), rollup::Rollup>>,
     /// Each project's person overrides (see `tally_catalog::persons`) as an Arrow batch, with
     /// the identity version it was read at; `None` when the project has none.
-    overrides: Mutex<HashMap<ProjectId, (i64, Option<RecordBatch>)>>,
+    overrides: Mutex<HashMap<ProjectId, Versioned>>,
     /// Each project's person properties as a batch, with the version it was read at.
-    persons: Mutex<HashMap<ProjectId, (i64, Option<RecordBatch>)>>,
+    persons: Mutex<HashMap<ProjectId, Versioned>>,
+    /// Each project's groups of each type as a batch, with the version it was read at.
+    groups: Mutex<HashMap<(ProjectId, String), Versioned>>,
     _lock: Option<File>,
 }
 
@@ -192,6 +198,7 @@ impl EmbeddedStore {
                 rollups: Mutex::new(HashMap::new()),
                 overrides: Mutex::new(HashMap::new()),
                 persons: Mutex::new(HashMap::new()),
+                groups: Mutex::new(HashMap::new()),
                 _lock: Some(lock),
             }),
         })
@@ -234,6 +241,7 @@ impl EmbeddedStore {
                     rollups: Mutex::new(HashMap::new()),
                     overrides: Mutex::new(HashMap::new()),
                     persons: Mutex::new(HashMap::new()),
+                    groups: Mutex::new(HashMap::new()),
                     _lock: None,
                 }),
             });
@@ -289,24 +297,51 @@ impl EmbeddedStore {
     }
 
     /// A DataFrame of exactly the project's events in `[from, to)`, their `person_id` mapped
-    /// through the project's person overrides, so that merged persons count once. With
-    /// `person`, also the [`crate::plan::PERSON_COLUMN`] of each event's person's properties.
+    /// through the project's person overrides, so that merged persons count once. With the
+    /// `lookups` a query needs, also the [`crate::plan::PERSON_COLUMN`] of each event's person's
+    /// properties and a `group:TYPE` column of each event's group's properties per type.
     pub async fn frame(
         &self,
         project: &ProjectId,
         from: i64,
         to: i64,
-        person: bool,
+        lookups: &Lookups,
     ) -> Result<DataFrame> {
         let sources = self.sources(project, from, to)?;
         let mut frame = engine::range_frame(&self.inner.ctx, sources, from, to).await?;
         if let Some(batch) = self.person_overrides(project)? {
             frame = engine::with_overrides(&self.inner.ctx, frame, batch)?;
         }
-        if person {
+        if lookups.person {
             frame = engine::with_persons(&self.inner.ctx, frame, self.person_properties(project)?)?;
         }
+        for t in &lookups.group_types {
+            let batch = self.groups_of_type(project, t)?;
+            frame = engine::with_groups(&self.inner.ctx, frame, t, batch)?;
+        }
         Ok(frame)
+    }
+
+    /// The project's groups of one type, read again when they changed.
+    fn groups_of_type(&self, project: &ProjectId, group_type: &str) -> Result<Option<RecordBatch>> {
+        let version = self.inner.catalog.person_properties_version(project)?;
+        let key = (project.clone(), group_type.to_owned());
+        if let Some((v, batch)) = self.inner.groups.lock().get(&key)
+            && *v == version
+        {
+            return Ok(batch.clone());
+        }
+        let (version, rows) = self.inner.catalog.groups_of_type(project, group_type)?;
+        let batch = if rows.is_empty() {
+            None
+        } else {
+            Some(engine::groups_batch(group_type, &rows)?)
+        };
+        self.inner
+            .groups
+            .lock()
+            .insert(key, (version, batch.clone()));
+        Ok(batch)
     }
 
     /// The project's person properties, read again when they changed.
@@ -358,13 +393,13 @@ impl EmbeddedStore {
         project: &ProjectId,
         from: i64,
         to: i64,
-        person: bool,
+        lookups: &Lookups,
     ) -> Result<DataFrame> {
         self.frame(
             project,
             from.saturating_sub(SESSION_LOOKAROUND_US),
             to.saturating_add(SESSION_LOOKAROUND_US),
-            person,
+            lookups,
         )
         .await
     }
@@ -779,35 +814,35 @@ impl Store for EmbeddedStore {
 
     async fn aggregate(&self, query: &AggregateQuery) -> Result<ResultTable> {
         let frame = self
-            .frame(&query.project, query.from, query.to, query.uses_person())
+            .frame(&query.project, query.from, query.to, &query.lookups())
             .await?;
         engine::aggregate(frame, query).await
     }
 
     async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>> {
         let frame = self
-            .frame(&query.project, query.from, query.to, query.uses_person())
+            .frame(&query.project, query.from, query.to, &query.lookups())
             .await?;
         engine::step_events(frame, query).await
     }
 
     async fn retention(&self, query: &RetentionQuery) -> Result<RetentionCounts> {
         let frame = self
-            .frame(&query.project, query.from, query.to, query.uses_person())
+            .frame(&query.project, query.from, query.to, &query.lookups())
             .await?;
         engine::retention(frame, query).await
     }
 
     async fn sessions(&self, query: &SessionQuery) -> Result<ResultTable> {
         let frame = self
-            .session_frame(&query.project, query.from, query.to, query.uses_person())
+            .session_frame(&query.project, query.from, query.to, &query.lookups())
             .await?;
         sequences::sessions(frame, query).await
     }
 
     async fn paths(&self, query: &PathQuery) -> Result<ResultTable> {
         let frame = self
-            .session_frame(&query.project, query.from, query.to, query.uses_person())
+            .session_frame(&query.project, query.from, query.to, &query.lookups())
             .await?;
         sequences::paths(frame, query).await
     }
