@@ -137,4 +137,9 @@ fn a_saved_unique_rule_counts_a_merged_person_once() {
         v["results"]["persons"]["rows"],
         json!([["2026-10-01T00:00:00Z", 1]])
     );
+    // The SQL endpoint sees the merged person too.
+    let sql = json!({"sql": "SELECT count(DISTINCT person_id) AS n, min(person_id) AS p FROM events WHERE event <> '$identify'"});
+    let (s, v) = server.post("/v1/sql", &p.read_key, &sql);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["rows"], json!([[1, "u1"]]));
 }

@@ -87,7 +87,11 @@ impl EmbeddedStore {
         // Every event: from 1970 to the year 10000.
         let (from, to) = (0, 253_402_300_800_000_000);
         let sources = self.sources(project, from, to)?;
-        let frame = super::engine::range_frame(&ctx, sources, from, to).await?;
+        let mut frame = super::engine::range_frame(&ctx, sources, from, to).await?;
+        // `person_id` is the person after identity merges, as in every other query.
+        if let Some(overrides) = self.person_overrides(project)? {
+            frame = super::engine::with_overrides(&ctx, frame, overrides)?;
+        }
         ctx.register_table("events", frame.into_view())?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
