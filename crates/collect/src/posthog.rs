@@ -148,7 +148,8 @@ pub fn split_body<'a>(json: &'a [u8], limits: &Limits) -> Result<PostHogBody<'a>
     })
 }
 
-fn event_token(raw: &RawValue) -> Option<String> {
+/// The key an event carries itself (posthog-js puts `token` in each event's properties).
+pub fn event_token(raw: &RawValue) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct E {
         api_key: Option<String>,
@@ -239,7 +240,10 @@ pub fn parse_event(
         && let Some(offset) = m.remove("offset").and_then(|v| v.as_i64())
     {
         // Milliseconds before the request: PostHog's other way of dating an event.
-        ev.timestamp = Some(chrono::Utc::now() - chrono::Duration::milliseconds(offset.max(0)));
+        // An absurd offset dates the event absurdly (the processor refuses it), never panics.
+        let ago = chrono::Duration::try_milliseconds(offset.clamp(0, 100 * 365 * 86_400_000))
+            .unwrap_or_default();
+        ev.timestamp = chrono::Utc::now().checked_sub_signed(ago);
     }
 
     // The page, the client and the person, from PostHog's `$` properties.
@@ -472,6 +476,14 @@ mod tests {
         assert_eq!((b.api_key.as_deref(), b.events.len()), (Some("k3"), 2));
         assert!(b.sent_at.is_some());
         assert!(decode_body(b"data=%%%", None, None, true, &limits).is_err());
+    }
+
+    #[test]
+    fn an_absurd_offset_does_not_panic() {
+        for offset in [i64::MAX, i64::MIN, -5] {
+            let m = parse(json!({"event": "e", "distinct_id": "d", "offset": offset})).unwrap();
+            assert!(m.event.timestamp.is_some());
+        }
     }
 
     #[test]

@@ -376,8 +376,9 @@ impl EventManager {
         }
     }
 
-    /// Waits until everything queued before this call was sent, or refused or dropped. While
-    /// Tally is unreachable this keeps retrying: wrap it in `tokio::time::timeout` to bound it.
+    /// Waits until everything queued before this call was sent, or refused or dropped (what is
+    /// queued meanwhile does not hold it up). While Tally is unreachable this keeps retrying:
+    /// wrap it in `tokio::time::timeout` to bound it.
     pub async fn flush(&self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -450,7 +451,10 @@ impl Worker {
                         return;
                     }
                     Some(Command::Flush(done)) => {
-                        self.drain(None).await;
+                        // What was queued before the call: the oldest `n` (later ones may
+                        // keep coming; a flush does not wait for them).
+                        let n = lock(&self.shared.queue).len();
+                        self.drain_oldest(n).await;
                         let _ = done.send(());
                     }
                     Some(Command::Shutdown(timeout, done)) => {
@@ -470,20 +474,31 @@ impl Worker {
     /// Sends full batches while there are some.
     async fn drain_full_batches(&self) {
         while lock(&self.shared.queue).len() >= self.config.max_batch {
-            if let Sent::GaveUp = self.send_one_until(None).await {
+            if let (Sent::GaveUp, _) = self.send_one_until(None).await {
                 return;
             }
         }
     }
 
     /// Sends everything queued; with a timeout, what is left then is dropped and counted.
+    /// Sends at least the `n` oldest queued messages (fewer if some were dropped meanwhile).
+    async fn drain_oldest(&self, n: usize) {
+        let mut taken = 0;
+        while taken < n {
+            match self.send_one_until(None).await {
+                (_, 0) => return,
+                (_, k) => taken += k,
+            }
+        }
+    }
+
     async fn drain(&self, timeout: Option<Duration>) {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
             if lock(&self.shared.queue).is_empty() {
                 return;
             }
-            if let Sent::GaveUp = self.send_one_until(deadline).await {
+            if let (Sent::GaveUp, _) = self.send_one_until(deadline).await {
                 let mut q = lock(&self.shared.queue);
                 let left = q.len() as u64;
                 q.clear();
@@ -498,41 +513,62 @@ impl Worker {
     }
 
     /// Takes one batch off the queue and sends it, retrying until it is acknowledged or refused
-    /// or `deadline` passes (then the batch is dropped and counted).
-    async fn send_one_until(&self, deadline: Option<tokio::time::Instant>) -> Sent {
+    /// or `deadline` (or a shutdown's) passes; then the batch is dropped and counted. Returns how
+    /// it ended and how many messages the batch held.
+    async fn send_one_until(&self, deadline: Option<tokio::time::Instant>) -> (Sent, usize) {
         let batch = self.take_batch();
         if batch.is_empty() {
-            return Sent::Done;
+            return (Sent::Done, 0);
         }
-        let n = batch.len() as u64;
+        let size = batch.len();
+        let n = size as u64;
         let body = json!({"batch": batch, "sentAt": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)});
         let counters = &self.shared.counters;
+        let give_up = || {
+            counters.dropped.fetch_add(n, Ordering::Relaxed);
+            (Sent::GaveUp, size)
+        };
         let mut attempt: u32 = 0;
         loop {
-            let result = self
+            // Listen for a shutdown before reading its deadline, so none slips between.
+            let stop = self.shared.stop.notified();
+            tokio::pin!(stop);
+            stop.as_mut().enable();
+            // The earlier of the caller's deadline and a shutdown's.
+            let stop_at = match (deadline, *lock(&self.shared.deadline)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let send = self
                 .http
                 .post(&self.url)
                 .basic_auth(&self.config.write_key, Some(""))
                 .json(&body)
-                .send()
-                .await;
+                .send();
+            let result = match stop_at {
+                Some(d) => match tokio::time::timeout_at(d, send).await {
+                    Ok(r) => r,
+                    Err(_) => return give_up(),
+                },
+                None => send.await,
+            };
             let retry_after = match result {
                 Ok(r) if r.status().is_success() => {
                     counters.sent.fetch_add(n, Ordering::Relaxed);
-                    return Sent::Done;
+                    return (Sent::Done, size);
                 }
                 Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => r
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
-                    .map(Duration::from_secs),
+                    .map(|secs| Duration::from_secs(secs).min(self.config.max_backoff)),
                 Ok(r) => {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
                     tracing::warn!(%status, answer = %text, "tally-sdk: Tally refused a batch");
                     counters.rejected.fetch_add(n, Ordering::Relaxed);
-                    return Sent::Done;
+                    return (Sent::Done, size);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "tally-sdk: sending failed; retrying");
@@ -542,20 +578,13 @@ impl Worker {
             counters.retries.fetch_add(1, Ordering::Relaxed);
             let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
             attempt = attempt.saturating_add(1);
-            // The earlier of the caller's deadline and a shutdown's.
-            let stop_at = match (deadline, *lock(&self.shared.deadline)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(d) = stop_at
-                && tokio::time::Instant::now() + wait > d
-            {
-                counters.dropped.fetch_add(n, Ordering::Relaxed);
-                return Sent::GaveUp;
+            let wake = tokio::time::Instant::now() + wait;
+            if stop_at.is_some_and(|d| wake > d) {
+                return give_up();
             }
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.shared.stop.notified() => {}
+                () = tokio::time::sleep_until(wake) => {}
+                () = &mut stop => {}
             }
         }
     }

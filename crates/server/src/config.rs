@@ -26,8 +26,8 @@ pub struct ServeConfig {
     #[arg(long, env = "TALLY_IP_MODE", default_value = "truncate", value_parser = clap::value_parser!(IpMode))]
     pub ip_mode: IpMode,
 
-    /// Take the client's address from the first `X-Forwarded-For` entry (only behind a reverse
-    /// proxy that sets it; otherwise clients could choose their address).
+    /// Take the client's address from the last `X-Forwarded-For` entry, the one the proxy
+    /// appended (only behind a reverse proxy that sets it; otherwise clients could choose).
     #[arg(long, env = "TALLY_TRUST_PROXY")]
     pub trust_proxy: bool,
 

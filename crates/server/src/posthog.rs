@@ -50,21 +50,21 @@ pub(crate) async fn capture(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let limits = s.limits;
-    let json = tokio::task::spawn_blocking(move || {
-        posthog::decode_body(
+    // Gunzip, decode and find the key off the async workers.
+    let (json, body_key) = tokio::task::spawn_blocking(move || {
+        let json = posthog::decode_body(
             &bytes,
             encoding.as_deref(),
             params.compression.as_deref(),
             form,
             &limits,
-        )
+        )?;
+        let key = posthog::split_body(&json, &limits)?.api_key;
+        Ok::<_, tally_collect::BodyError>((json, key))
     })
     .await
     .map_err(|e| ApiError::internal("decoding the body failed", e))?
     .map_err(body_error)?;
-    let body_key = posthog::split_body(&json, &limits)
-        .map_err(body_error)?
-        .api_key;
     let (key, field) = match (body_key, header_key) {
         (Some(k), _) => (k, "api_key"),
         (None, Some(k)) => (k, "authorization"),
@@ -78,17 +78,33 @@ pub(crate) async fn capture(
         }
     };
     let project = check_key(&s.keys, &s.catalog, &key, KeyScope::Write, field)?;
+    let key_for_work = key.clone();
 
     let schemas = s.schemas(&project)?;
     let processor = Arc::clone(&s.processor);
     let received_at = Utc::now();
     let for_work = project.clone();
     let (records, identity, rejected) = tokio::task::spawn_blocking(move || {
+        let key = key_for_work;
         let split = posthog::split_body(&json, &limits).map_err(body_error)?;
         let mut records = Vec::with_capacity(split.events.len());
         let mut identity: Vec<IdentityOp> = Vec::new();
         let mut rejected = Vec::new();
         for (index, raw) in split.events.iter().enumerate() {
+            // An event that names another project's key is not filed under this one.
+            if let Some(own) = posthog::event_token(raw)
+                && own != key
+            {
+                rejected.push(Rejection {
+                    index,
+                    error: tally_core::FieldError::new(
+                        "key_mismatch",
+                        "properties.token",
+                        "the event carries another key than its request",
+                    ),
+                });
+                continue;
+            }
             let result = posthog::parse_event(raw, limits.max_event_bytes, split.sent_at.as_ref())
                 .and_then(|m| {
                     let r = processor.process(&for_work, &schemas, m.event, received_at)?;

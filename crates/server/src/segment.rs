@@ -46,28 +46,27 @@ pub(crate) async fn handle(
     let (bytes, _memory) = read_body(&state, &headers, body).await?;
     let encoding = content_encoding(&headers);
     let limits = s.limits;
-    let json = tokio::task::spawn_blocking(move || {
-        body::decode_encoding(&bytes, encoding.as_deref(), &limits)
-    })
-    .await
-    .map_err(|e| ApiError::internal("decoding the body failed", e))?
-    .map_err(body_error)?;
     let limit = if call.is_some() {
         segment::MAX_MESSAGE_BYTES
     } else {
         MAX_BATCH_BYTES
     };
+    // Gunzip no further than Segment's limit (plus one byte, to tell "over" from "at").
+    let decode_limits = tally_collect::Limits {
+        max_decompressed_bytes: limit + 1,
+        ..limits
+    };
+    let json = tokio::task::spawn_blocking(move || {
+        body::decode_encoding(&bytes, encoding.as_deref(), &decode_limits)
+    })
+    .await
+    .map_err(|e| ApiError::internal("decoding the body failed", e))?
+    .map_err(|e| match e {
+        body::BodyError::TooLarge { .. } => too_large(limit, call.is_some()),
+        e => body_error(e),
+    })?;
     if json.len() > limit {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "payload_too_large",
-            format!(
-                "the request is {} bytes; Segment's limit is {limit} bytes per {}",
-                json.len(),
-                if call.is_some() { "message" } else { "batch" }
-            ),
-        )
-        .field("body"));
+        return Err(too_large(limit, call.is_some()));
     }
     // The envelope first (a fast scan that does not parse the messages): it may hold the key.
     let (write_key, count) = {
@@ -158,6 +157,19 @@ pub(crate) async fn handle(
         error: None,
     };
     Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+/// Segment answers an oversized request with 400.
+fn too_large(limit: usize, single: bool) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "payload_too_large",
+        format!(
+            "the request is larger than Segment's limit of {limit} bytes per {}",
+            if single { "message" } else { "batch" }
+        ),
+    )
+    .field("body")
 }
 
 fn field_error(e: tally_core::FieldError) -> ApiError {

@@ -89,15 +89,18 @@ impl VisitorSalt {
 }
 
 fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+    // The last entry is the one the trusted proxy appended (what it saw connecting to it);
+    // earlier entries are whatever the client sent.
     if state.inner.trust_proxy
-        && let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+        && let Some(last) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|v| !v.is_empty())
+            .rfind(|v| !v.is_empty())
     {
-        return Some(first.to_owned());
+        return Some(last.to_owned());
     }
     peer.map(|p| p.ip().to_string())
 }
@@ -131,7 +134,11 @@ pub(crate) async fn hit(State(state): State<AppState>, req: Request) -> Result<R
     }
     let s = &state.inner;
     let (bytes, _memory) = read_body(&state, &headers, Body::new(body)).await?;
-    let limits = s.limits;
+    // A hit is one event: it may not grow past the event limit when gunzipped.
+    let limits = tally_collect::Limits {
+        max_decompressed_bytes: s.limits.max_event_bytes,
+        ..s.limits
+    };
     let json = tally_collect::body::decode_encoding(
         &bytes,
         content_encoding(&headers).as_deref(),

@@ -124,6 +124,19 @@ fn bad_requests_name_the_problem() {
         (b"{oops".to_vec(), 400, "body"),
         (b"data=%%%%".to_vec(), 400, "body"),
     ];
+    // An event carrying another key than its request is not filed under the request's project.
+    let (status, v) = post(
+        &server,
+        "/batch/",
+        j(json!({"api_key": p.write_key, "batch": [
+            {"event": "mine", "distinct_id": "d"},
+            {"event": "theirs", "distinct_id": "d", "properties": {"token": "tw_other"}},
+        ]})),
+        "application/json",
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["accepted"], 1);
+    assert_eq!(v["rejected"][0]["error"]["code"], "key_mismatch");
     for (body, status, field) in cases {
         let (got, v) = post(&server, "/capture/", body.clone(), "application/json");
         assert_eq!(got, status, "{}: {v}", String::from_utf8_lossy(&body));

@@ -233,6 +233,23 @@ fn bad_requests_get_segment_s_400s_and_name_the_field() {
         "{v}"
     );
 
+    // A small gzip body that inflates past 500 KB is refused without inflating all of it.
+    let bomb = json!({"batch": [{"type": "track", "userId": "u", "event": "x", "properties": {"b": "0".repeat(4 << 20)}}]});
+    let (status, v, _) = server.post_raw(
+        "/v1/batch",
+        None,
+        gzip(bomb.to_string().as_bytes()),
+        &[
+            ("authorization", header.as_str()),
+            ("content-encoding", "gzip"),
+        ],
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("payload_too_large")),
+        "{v}"
+    );
+
     // In a batch, a bad message is named and its good neighbours are kept.
     let (status, v) = send(
         &server,

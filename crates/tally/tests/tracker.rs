@@ -289,3 +289,27 @@ fn script_size_do_not_track_and_cors() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
+
+#[test]
+fn behind_a_trusted_proxy_the_address_is_the_one_the_proxy_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = create_project(dir.path(), "site");
+    let server = Server::start(dir.path(), &["--trust-proxy"]);
+    let hit = json!({"k": p.write_key, "n": "pageview", "u": "https://site.example/"}).to_string();
+    let r = client()
+        .post(format!("{}/t/e", server.url))
+        // The client claims 203.0.113.9; the proxy appended what it saw.
+        .header("x-forwarded-for", "203.0.113.9, 198.51.100.77")
+        .body(hit)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        rows(
+            &server,
+            &p,
+            json!({"name": "r", "measure": {"op": "count"}, "group_by": ["context.ip"]})
+        ),
+        json!([["198.51.100.0", 1]])
+    );
+}

@@ -38,8 +38,9 @@ use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
 use crate::plan::{
-    AggregateQuery, Lookups, Measure, PathQuery, ResultTable, RetentionCounts, RetentionQuery,
-    RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionQuery, StepEvent, StepQuery,
+    AggregateQuery, FieldRef, Lookups, Measure, PathQuery, ResultTable, RetentionCounts,
+    RetentionQuery, RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionQuery, StepEvent,
+    StepQuery,
 };
 use crate::schema::{col, records_to_batch};
 use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
@@ -337,10 +338,12 @@ impl EmbeddedStore {
         } else {
             Some(engine::groups_batch(group_type, &rows)?)
         };
-        self.inner
-            .groups
-            .lock()
-            .insert(key, (version, batch.clone()));
+        let mut groups = self.inner.groups.lock();
+        // Keyed by the group types queries name: bounded, whatever they name.
+        if groups.len() >= 1_000 {
+            groups.clear();
+        }
+        groups.insert(key, (version, batch.clone()));
         Ok(batch)
     }
 
@@ -516,9 +519,11 @@ impl EmbeddedStore {
     pub fn aggregate_from_rollup(&self, q: &AggregateQuery) -> Option<ResultTable> {
         // Sketches count the ids events were stored under; once persons merged, only the raw
         // events (through the overrides) count them right.
-        if q.measure == Measure::UniquePersons
-            && self.inner.catalog.identity_version(&q.project).unwrap_or(1) > 0
-        {
+        let person_id = FieldRef::Column(col::PERSON_ID.into());
+        let reads_person_id = q.measure == Measure::UniquePersons
+            || q.group_by.contains(&person_id)
+            || q.filters.iter().any(|f| f.field == person_id);
+        if reads_person_id && self.inner.catalog.identity_version(&q.project).unwrap_or(1) > 0 {
             return None;
         }
         let def = RollupDef::of(q);
