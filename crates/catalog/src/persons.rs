@@ -192,53 +192,24 @@ impl Catalog {
 
     /// The project's identity version: 0 until the first merge, then bumped by each merge.
     pub fn identity_version(&self, project: &ProjectId) -> Result<i64> {
-        self.with(|c| {
-            Ok(c.query_row(
-                "SELECT version FROM identity_versions WHERE project_id = ?1",
-                [project.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0))
-        })
+        self.with(|c| version(c, project, Counter::Merges))
     }
 
     /// The project's person-properties version: bumped by every change to a person's
-    /// properties or ids.
+    /// properties or ids, and to a group.
     pub fn person_properties_version(&self, project: &ProjectId) -> Result<i64> {
-        self.with(|c| {
-            Ok(c.query_row(
-                "SELECT properties_version FROM identity_versions WHERE project_id = ?1",
-                [project.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0))
-        })
+        self.with(|c| version(c, project, Counter::Properties))
     }
 
     /// Every person of the project that has properties: `(person_id, properties as JSON text)`,
     /// with the properties version they are at.
     pub fn person_properties(&self, project: &ProjectId) -> Result<(i64, Vec<(String, String)>)> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let version = tx
-                .query_row(
-                    "SELECT properties_version FROM identity_versions WHERE project_id = ?1",
-                    [project.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let mut stmt = tx.prepare(
-                "SELECT person_id, properties FROM persons
-                 WHERE project_id = ?1 AND properties != '{}'",
-            )?;
-            let rows = stmt
-                .query_map([project.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((version, rows))
-        })
+        self.versioned_pairs(
+            project,
+            Counter::Properties,
+            "SELECT person_id, properties FROM persons WHERE project_id = ?1 AND properties != '{}'",
+            None,
+        )
     }
 
     /// Every group of `group_type` in the project: `(key, properties as JSON text)`, with the
@@ -248,47 +219,68 @@ impl Catalog {
         project: &ProjectId,
         group_type: &str,
     ) -> Result<(i64, Vec<(String, String)>)> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let version = tx
-                .query_row(
-                    "SELECT properties_version FROM identity_versions WHERE project_id = ?1",
-                    [project.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let mut stmt = tx.prepare(
-                "SELECT group_key, properties FROM groups WHERE project_id = ?1 AND group_type = ?2",
-            )?;
-            let rows = stmt
-                .query_map(params![project.as_str(), group_type], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((version, rows))
-        })
+        self.versioned_pairs(
+            project,
+            Counter::Properties,
+            "SELECT group_key, properties FROM groups WHERE project_id = ?1 AND group_type = ?2",
+            Some(group_type),
+        )
     }
 
     /// The project's overrides, with the version they are at.
     pub fn person_overrides(&self, project: &ProjectId) -> Result<PersonOverrides> {
+        let (version, pairs) = self.versioned_pairs(
+            project,
+            Counter::Merges,
+            "SELECT distinct_id, person_id FROM person_distinct_ids WHERE project_id = ?1",
+            None,
+        )?;
+        Ok(PersonOverrides { version, pairs })
+    }
+
+    /// The text pairs `sql` selects (its `?1` is the project, `?2` the optional `arg`), with the
+    /// `counter`'s version read in the same transaction.
+    fn versioned_pairs(
+        &self,
+        project: &ProjectId,
+        counter: Counter,
+        sql: &str,
+        arg: Option<&str>,
+    ) -> Result<(i64, Vec<(String, String)>)> {
         self.with(|c| {
             let tx = c.transaction()?;
-            let version = tx
-                .query_row(
-                    "SELECT version FROM identity_versions WHERE project_id = ?1",
-                    [project.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let mut stmt = tx.prepare(
-                "SELECT distinct_id, person_id FROM person_distinct_ids WHERE project_id = ?1",
-            )?;
-            let pairs = stmt
-                .query_map([project.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(PersonOverrides { version, pairs })
+            let version = version(&tx, project, counter)?;
+            let mut stmt = tx.prepare(sql)?;
+            let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+            let pairs = match arg {
+                Some(a) => stmt.query_map(params![project.as_str(), a], row)?,
+                None => stmt.query_map(params![project.as_str()], row)?,
+            }
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((version, pairs))
         })
     }
+}
+
+/// The two counters of `identity_versions`.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    /// Bumped by merges: the overrides changed.
+    Merges,
+    /// Bumped by any change to persons or groups.
+    Properties,
+}
+
+fn version(c: &rusqlite::Connection, project: &ProjectId, counter: Counter) -> Result<i64> {
+    let sql = match counter {
+        Counter::Merges => "SELECT version FROM identity_versions WHERE project_id = ?1",
+        Counter::Properties => {
+            "SELECT properties_version FROM identity_versions WHERE project_id = ?1"
+        }
+    };
+    Ok(c.query_row(sql, [project.as_str()], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// The person `distinct_id` belongs to.

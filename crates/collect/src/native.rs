@@ -18,19 +18,28 @@ pub const MAX_KEY_CHARS: usize = 200;
 
 /// Parses one event of a request. `max_bytes` is the limit on its JSON.
 pub fn parse_event(raw: &RawValue, max_bytes: usize) -> Result<AnalyticsEvent, FieldError> {
+    event_from_value(parse_json(raw, max_bytes, "event")?)
+}
+
+/// The JSON of one item of a request (`what`: "event", "message"), within `max_bytes`
+/// (else `{what}_too_large`).
+pub(crate) fn parse_json(
+    raw: &RawValue,
+    max_bytes: usize,
+    what: &str,
+) -> Result<Value, FieldError> {
     if raw.get().len() > max_bytes {
         return Err(FieldError::new(
-            "event_too_large",
+            &format!("{what}_too_large"),
             "",
             format!(
-                "the event's JSON is {} bytes; at most {max_bytes}",
+                "the {what}'s JSON is {} bytes; at most {max_bytes}",
                 raw.get().len()
             ),
         ));
     }
-    let value: Value = serde_json::from_str(raw.get())
-        .map_err(|e| FieldError::new("malformed_json", "", e.to_string()))?;
-    event_from_value(value)
+    serde_json::from_str(raw.get())
+        .map_err(|e| FieldError::new("malformed_json", "", e.to_string()))
 }
 
 /// Builds an event from its JSON object.

@@ -29,7 +29,7 @@ use tally_core::{AnalyticsEvent, FieldError, IdentityOp};
 
 use crate::Message;
 use crate::body::{BodyError, Limits};
-use crate::native::{MAX_NAME_CHARS, context, id, name, object, timestamp, wrong_type};
+use crate::native::{MAX_NAME_CHARS, context, id, name, object, parse_json, timestamp, wrong_type};
 
 /// A decoded request: the project key it carries (if any), the batch's `sent_at`, and the raw
 /// events.
@@ -172,19 +172,7 @@ pub fn parse_event(
     max_bytes: usize,
     sent_at: Option<&Value>,
 ) -> Result<Message, FieldError> {
-    if raw.get().len() > max_bytes {
-        return Err(FieldError::new(
-            "event_too_large",
-            "",
-            format!(
-                "the event's JSON is {} bytes; at most {max_bytes}",
-                raw.get().len()
-            ),
-        ));
-    }
-    let value: Value = serde_json::from_str(raw.get())
-        .map_err(|e| FieldError::new("malformed_json", "", e.to_string()))?;
-    let Value::Object(mut m) = value else {
+    let Value::Object(mut m) = parse_json(raw, max_bytes, "event")? else {
         return Err(wrong_type("", "a JSON object"));
     };
     let mut props = object(m.remove("properties").unwrap_or(Value::Null), "properties")?;

@@ -24,7 +24,8 @@ use tally_core::{AnalyticsEvent, FieldError, IdentityOp};
 use crate::Message;
 
 use crate::native::{
-    MAX_ID_CHARS, context, id, name, number, object, opt_string, properties, timestamp, wrong_type,
+    MAX_ID_CHARS, context, id, name, number, object, opt_string, parse_json, properties, timestamp,
+    wrong_type,
 };
 
 /// Segment's limit on one message's JSON.
@@ -133,18 +134,7 @@ pub fn parse_message(
     call: Option<Call>,
     envelope: &Envelope,
 ) -> Result<Message, FieldError> {
-    if raw.get().len() > MAX_MESSAGE_BYTES {
-        return Err(FieldError::new(
-            "message_too_large",
-            "",
-            format!(
-                "the message's JSON is {} bytes; Segment's limit is {MAX_MESSAGE_BYTES}",
-                raw.get().len()
-            ),
-        ));
-    }
-    let value: Value = serde_json::from_str(raw.get())
-        .map_err(|e| FieldError::new("malformed_json", "", e.to_string()))?;
+    let value = parse_json(raw, MAX_MESSAGE_BYTES, "message")?;
     message_from_value(value, call, envelope)
 }
 

@@ -218,7 +218,8 @@ struct Counters {
 
 #[derive(Debug)]
 struct Shared {
-    queue: Mutex<VecDeque<Value>>,
+    /// Messages as JSON text, oldest first.
+    queue: Mutex<VecDeque<String>>,
     /// Mirrors the queue's length for `stats()` without the lock.
     queued: AtomicU64,
     wake: Notify,
@@ -307,8 +308,10 @@ impl EventManager {
             properties,
             context,
         } = event;
-        let mut m = json!({"type": "track", "properties": properties, "context": context});
-        let o = m.as_object_mut().expect("an object");
+        let mut o = Map::new();
+        o.insert("type".into(), json!("track"));
+        o.insert("properties".into(), Value::Object(properties));
+        o.insert("context".into(), Value::Object(context));
         for (k, v) in [
             ("event", event),
             ("category", category),
@@ -324,7 +327,7 @@ impl EventManager {
         if let Some(v) = value {
             o.insert("value".into(), json!(v));
         }
-        self.enqueue(m, timestamp);
+        self.enqueue(Value::Object(o), timestamp);
     }
 
     /// Queues traits for a person (and the merge of its anonymous id, if given).
@@ -354,13 +357,15 @@ impl EventManager {
         let at = at.unwrap_or_else(Utc::now);
         message["timestamp"] = Value::String(at.to_rfc3339_opts(SecondsFormat::Micros, true));
         message["messageId"] = Value::String(uuid::Uuid::new_v4().to_string());
-        message["context"]
-            .as_object_mut()
-            .map(|c| c.entry("library").or_insert_with(|| json!(s.library)));
-        if message.get("context").is_none_or(Value::is_null) {
-            message["context"] = json!({"library": s.library});
+        match message.get_mut("context").and_then(Value::as_object_mut) {
+            Some(c) => {
+                c.entry("library").or_insert_with(|| json!(s.library));
+            }
+            None => message["context"] = json!({"library": s.library}),
         }
-        if message.to_string().len() > MAX_MESSAGE_BYTES {
+        // Serialized once, here: the queue holds each message as the text it is sent as.
+        let message = message.to_string();
+        if message.len() > MAX_MESSAGE_BYTES {
             s.counters.rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("tally-sdk: an event over {MAX_MESSAGE_BYTES} bytes was dropped");
             return;
@@ -415,7 +420,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn push_bounded(s: &Shared, q: &mut VecDeque<Value>, message: Value) {
+fn push_bounded(s: &Shared, q: &mut VecDeque<String>, message: String) {
     q.push_back(message);
     while q.len() > s.max_queue {
         q.pop_front();
@@ -522,7 +527,11 @@ impl Worker {
         }
         let size = batch.len();
         let n = size as u64;
-        let body = json!({"batch": batch, "sentAt": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)});
+        let body = format!(
+            r#"{{"batch":[{}],"sentAt":"{}"}}"#,
+            batch.join(","),
+            Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
         let counters = &self.shared.counters;
         let give_up = || {
             counters.dropped.fetch_add(n, Ordering::Relaxed);
@@ -543,7 +552,8 @@ impl Worker {
                 .http
                 .post(&self.url)
                 .basic_auth(&self.config.write_key, Some(""))
-                .json(&body)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
                 .send();
             let result = match stop_at {
                 Some(d) => match tokio::time::timeout_at(d, send).await {
@@ -602,18 +612,16 @@ impl Worker {
     }
 
     /// Up to `max_batch` events, and never more than Tally's limit on a request's bytes.
-    fn take_batch(&self) -> Vec<Value> {
+    fn take_batch(&self) -> Vec<String> {
         let mut q = lock(&self.shared.queue);
         let mut batch = Vec::new();
         let mut bytes = 64;
-        while batch.len() < self.config.max_batch {
-            let Some(next) = q.front() else { break };
-            let size = next.to_string().len() + 1;
-            if !batch.is_empty() && bytes + size > MAX_BATCH_BYTES * 9 / 10 {
-                break;
-            }
-            bytes += size;
-            batch.push(q.pop_front().expect("front exists"));
+        while batch.len() < self.config.max_batch
+            && let Some(next) = q.front()
+            && (batch.is_empty() || bytes + next.len() < MAX_BATCH_BYTES * 9 / 10)
+        {
+            bytes += next.len() + 1;
+            batch.extend(q.pop_front());
         }
         self.shared.queued.store(q.len() as u64, Ordering::Relaxed);
         batch

@@ -165,6 +165,80 @@ pub(crate) async fn submit(
     Ok(())
 }
 
+/// The messages of one request to a client API (Segment's, PostHog's), processed: records to
+/// store, the identity changes they ask for, and the ones refused.
+#[derive(Debug, Default)]
+pub(crate) struct Processed {
+    pub(crate) records: Vec<EventRecord>,
+    pub(crate) identity: Vec<IdentityOp>,
+    pub(crate) rejected: Vec<Rejection>,
+}
+
+impl Processed {
+    /// Keeps message `index`'s outcome.
+    pub(crate) fn add(
+        &mut self,
+        index: usize,
+        outcome: Result<(EventRecord, Vec<IdentityOp>), FieldError>,
+    ) {
+        match outcome {
+            Ok((record, ops)) => {
+                self.records.push(record);
+                self.identity.extend(ops);
+            }
+            Err(error) => self.rejected.push(Rejection { index, error }),
+        }
+    }
+}
+
+/// Stores what a client API request had acceptable (identity changes first, then the events;
+/// both durable when this answers) and answers `{MARKER, "accepted", "rejected"}`: 200 with the
+/// marker's success value, or 400 naming the first problem (`field_of`) when nothing was
+/// acceptable. `marker` is the client API's own success field and its two values.
+pub(crate) async fn finish_messages(
+    state: &AppState,
+    project: ProjectId,
+    p: Processed,
+    field_of: impl Fn(&Rejection) -> String,
+    marker: (&str, serde_json::Value, serde_json::Value),
+) -> Result<Response, ApiError> {
+    let (key, ok, failed) = marker;
+    let accepted = p.records.len();
+    let mut answer = serde_json::Map::new();
+    if accepted == 0 && !p.rejected.is_empty() {
+        state
+            .inner
+            .counters
+            .rejected
+            .fetch_add(p.rejected.len() as u64, Ordering::Relaxed);
+        let first = &p.rejected[0];
+        answer.insert(key.into(), failed);
+        answer.insert(
+            "error".into(),
+            serde_json::json!({
+                "code": "all_events_rejected",
+                "message": format!("nothing was accepted; the first problem: {}", first.error),
+                "field": field_of(first).trim_end_matches('.'),
+            }),
+        );
+        answer.insert("accepted".into(), 0.into());
+        answer.insert(
+            "rejected".into(),
+            serde_json::to_value(&p.rejected).unwrap_or_default(),
+        );
+        return Ok((StatusCode::BAD_REQUEST, Json(answer)).into_response());
+    }
+    crate::identity::apply(state, &project, p.identity).await?;
+    submit(state, project, p.records, p.rejected.len()).await?;
+    answer.insert(key.into(), ok);
+    answer.insert("accepted".into(), accepted.into());
+    answer.insert(
+        "rejected".into(),
+        serde_json::to_value(&p.rejected).unwrap_or_default(),
+    );
+    Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
 pub(crate) async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,

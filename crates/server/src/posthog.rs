@@ -4,35 +4,25 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tally_catalog::KeyScope;
 use tally_collect::posthog;
-use tally_core::IdentityOp;
 
 use crate::auth::{basic_user_or_bearer, check_key};
 use crate::error::ApiError;
-use crate::ingest::{Rejection, body_error, content_encoding, read_body, submit};
+use crate::ingest::{
+    Processed, Rejection, body_error, content_encoding, finish_messages, read_body,
+};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct CaptureParams {
     compression: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct CaptureAnswer {
-    /// PostHog's success marker.
-    status: u8,
-    accepted: usize,
-    rejected: Vec<Rejection>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<serde_json::Value>,
 }
 
 pub(crate) async fn capture(
@@ -84,74 +74,39 @@ pub(crate) async fn capture(
     let processor = Arc::clone(&s.processor);
     let received_at = Utc::now();
     let for_work = project.clone();
-    let (records, identity, rejected) = tokio::task::spawn_blocking(move || {
+    let processed = tokio::task::spawn_blocking(move || {
         let key = key_for_work;
         let split = posthog::split_body(&json, &limits).map_err(body_error)?;
-        let mut records = Vec::with_capacity(split.events.len());
-        let mut identity: Vec<IdentityOp> = Vec::new();
-        let mut rejected = Vec::new();
+        let mut p = Processed::default();
         for (index, raw) in split.events.iter().enumerate() {
             // An event that names another project's key is not filed under this one.
-            if let Some(own) = posthog::event_token(raw)
-                && own != key
-            {
-                rejected.push(Rejection {
-                    index,
-                    error: tally_core::FieldError::new(
-                        "key_mismatch",
-                        "properties.token",
-                        "the event carries another key than its request",
-                    ),
-                });
-                continue;
-            }
-            let result = posthog::parse_event(raw, limits.max_event_bytes, split.sent_at.as_ref())
-                .and_then(|m| {
-                    let r = processor.process(&for_work, &schemas, m.event, received_at)?;
-                    Ok((r, m.identity))
-                });
-            match result {
-                Ok((r, ops)) => {
-                    records.push(r);
-                    identity.extend(ops);
-                }
-                Err(error) => rejected.push(Rejection { index, error }),
-            }
+            let own_key = posthog::event_token(raw).filter(|own| *own != key);
+            let outcome = match own_key {
+                Some(_) => Err(tally_core::FieldError::new(
+                    "key_mismatch",
+                    "properties.token",
+                    "the event carries another key than its request",
+                )),
+                None => posthog::parse_event(raw, limits.max_event_bytes, split.sent_at.as_ref())
+                    .and_then(|m| {
+                        let r = processor.process(&for_work, &schemas, m.event, received_at)?;
+                        Ok((r, m.identity))
+                    }),
+            };
+            p.add(index, outcome);
         }
-        Ok::<_, ApiError>((records, identity, rejected))
+        Ok::<_, ApiError>(p)
     })
     .await
     .map_err(|e| ApiError::internal("processing the events failed", e))??;
-
-    let accepted = records.len();
-    if accepted == 0 && !rejected.is_empty() {
-        let first = &rejected[0];
-        let answer = CaptureAnswer {
-            status: 0,
-            accepted: 0,
-            error: Some(serde_json::json!({
-                "code": "all_events_rejected",
-                "message": format!("no event was accepted; the first problem: {}", first.error),
-                "field": format!("batch[{}].{}", first.index, first.error.field)
-                    .trim_end_matches('.')
-                    .to_owned(),
-            })),
-            rejected,
-        };
-        return Ok((StatusCode::BAD_REQUEST, Json(answer)).into_response());
-    }
-    crate::identity::apply(&state, &project, identity).await?;
-    submit(&state, project, records, rejected.len()).await?;
-    Ok((
-        StatusCode::OK,
-        Json(CaptureAnswer {
-            status: 1,
-            accepted,
-            rejected,
-            error: None,
-        }),
+    finish_messages(
+        &state,
+        project,
+        processed,
+        |r: &Rejection| format!("batch[{}].{}", r.index, r.error.field),
+        ("status", 1.into(), 0.into()),
     )
-        .into_response())
+    .await
 }
 
 /// The routes, each with and without its trailing slash.

@@ -8,31 +8,21 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::Utc;
-use serde::Serialize;
 use tally_catalog::KeyScope;
 use tally_collect::body;
 use tally_collect::segment::{self, Call, MAX_BATCH_BYTES};
-use tally_core::IdentityOp;
 
 use crate::auth::{basic_user_or_bearer, check_key};
 use crate::error::ApiError;
-use crate::ingest::{Rejection, body_error, content_encoding, read_body, submit};
+use crate::ingest::{
+    Processed, Rejection, body_error, content_encoding, finish_messages, read_body,
+};
 use crate::state::AppState;
-
-#[derive(Debug, Serialize)]
-struct SegmentAnswer {
-    success: bool,
-    accepted: usize,
-    rejected: Vec<Rejection>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<serde_json::Value>,
-}
 
 /// One handler for every call; `call` is `None` for a batch.
 pub(crate) async fn handle(
@@ -103,60 +93,34 @@ pub(crate) async fn handle(
     let received_at = Utc::now();
     let for_work = project.clone();
     // Parsing and processing are CPU work: keep them off the async workers.
-    let (records, identity, rejected) = tokio::task::spawn_blocking(move || {
+    let processed = tokio::task::spawn_blocking(move || {
         let split = segment::split_body(&json, call.is_none()).map_err(field_error)?;
-        let mut records = Vec::with_capacity(split.messages.len());
-        let mut identity: Vec<IdentityOp> = Vec::new();
-        let mut rejected = Vec::new();
+        let mut p = Processed::default();
         for (index, raw) in split.messages.iter().enumerate() {
-            let result = segment::parse_message(raw, call, &split.envelope).and_then(|m| {
-                let record = processor.process(&for_work, &schemas, m.event, received_at)?;
-                Ok((record, m.identity))
-            });
-            match result {
-                Ok((record, ops)) => {
-                    records.push(record);
-                    identity.extend(ops);
-                }
-                Err(error) => rejected.push(Rejection { index, error }),
-            }
+            p.add(
+                index,
+                segment::parse_message(raw, call, &split.envelope).and_then(|m| {
+                    let record = processor.process(&for_work, &schemas, m.event, received_at)?;
+                    Ok((record, m.identity))
+                }),
+            );
         }
-        Ok::<_, ApiError>((records, identity, rejected))
+        Ok::<_, ApiError>(p)
     })
     .await
     .map_err(|e| ApiError::internal("processing the messages failed", e))??;
-    let accepted = records.len();
-    if accepted == 0 && !rejected.is_empty() {
-        let first = &rejected[0];
-        let field = match call {
-            Some(_) => first.error.field.clone(),
-            None => format!("batch[{}].{}", first.index, first.error.field),
-        };
-        let field = field.trim_end_matches('.').to_owned();
-        s.counters
-            .rejected
-            .fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let answer = SegmentAnswer {
-            success: false,
-            accepted: 0,
-            error: Some(serde_json::json!({
-                "code": "all_events_rejected",
-                "message": format!("no message was accepted; the first problem: {}", first.error),
-                "field": field,
-            })),
-            rejected,
-        };
-        return Ok((StatusCode::BAD_REQUEST, Json(answer)).into_response());
-    }
-    crate::identity::apply(&state, &project, identity).await?;
-    submit(&state, project, records, rejected.len()).await?;
-    let answer = SegmentAnswer {
-        success: true,
-        accepted,
-        rejected,
-        error: None,
+    let field_of = |r: &Rejection| match call {
+        Some(_) => r.error.field.clone(),
+        None => format!("batch[{}].{}", r.index, r.error.field),
     };
-    Ok((StatusCode::OK, Json(answer)).into_response())
+    finish_messages(
+        &state,
+        project,
+        processed,
+        field_of,
+        ("success", true.into(), false.into()),
+    )
+    .await
 }
 
 /// Segment answers an oversized request with 400.

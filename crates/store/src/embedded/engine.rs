@@ -108,123 +108,111 @@ pub(crate) async fn range_frame(
     Ok(frame)
 }
 
-/// Person overrides as a batch of (`__distinct_id`, `__person_id`).
-pub(crate) fn overrides_batch(pairs: &[(String, String)]) -> Result<RecordBatch> {
+/// The key column of a lookup batch (overrides, persons, groups).
+const LOOKUP_KEY: &str = "__key";
+/// The column of the events that a lookup is joined on.
+const EVENT_KEY: &str = "__event_key";
+/// The overrides batch's value: the person a merged id belongs to.
+pub(crate) const MERGED_PERSON: &str = "__merged_person";
+
+/// A lookup as a batch of (`__key`, `value_column`), both text.
+pub(crate) fn lookup_batch(value_column: &str, rows: &[(String, String)]) -> Result<RecordBatch> {
     use datafusion::arrow::array::StringArray;
     use datafusion::arrow::datatypes::{Field, Schema};
     let schema = Arc::new(Schema::new(vec![
-        Field::new("__distinct_id", DataType::Utf8, false),
-        Field::new("__person_id", DataType::Utf8, false),
+        Field::new(LOOKUP_KEY, DataType::Utf8, false),
+        Field::new(value_column, DataType::Utf8, false),
     ]));
-    let from: StringArray = pairs.iter().map(|(d, _)| Some(d.as_str())).collect();
-    let to: StringArray = pairs.iter().map(|(_, p)| Some(p.as_str())).collect();
+    let keys: StringArray = rows.iter().map(|(k, _)| Some(k.as_str())).collect();
+    let values: StringArray = rows.iter().map(|(_, v)| Some(v.as_str())).collect();
     Ok(RecordBatch::try_new(
         schema,
-        vec![Arc::new(from), Arc::new(to)],
+        vec![Arc::new(keys), Arc::new(values)],
     )?)
 }
 
+/// `frame` joined with a lookup `batch` on `key` (an expression over the events): a hash join
+/// whose build side is the batch, keeping every event. `columns` maps the frame's own columns
+/// (the join's helper columns left out) to what is selected; `extra` is appended.
+fn join_lookup(
+    ctx: &SessionContext,
+    frame: DataFrame,
+    batch: RecordBatch,
+    key: Expr,
+    columns: impl Fn(&str) -> Expr,
+    extra: Option<&str>,
+) -> Result<DataFrame> {
+    use datafusion::common::JoinType;
+    let mut select: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| columns(f.name()))
+        .collect();
+    select.extend(extra.map(ident));
+    Ok(ctx
+        .read_batch(batch)?
+        .join(
+            frame.with_column(EVENT_KEY, key)?,
+            JoinType::Right,
+            &[LOOKUP_KEY],
+            &[EVENT_KEY],
+            None,
+        )?
+        .select(select)?)
+}
+
 /// `frame` with each `person_id` that was merged into another person replaced by that person's
-/// id: a hash join whose build side is the (small) overrides batch.
+/// id (`overrides` is a [`lookup_batch`] of [`MERGED_PERSON`]).
 pub(crate) fn with_overrides(
     ctx: &SessionContext,
     frame: DataFrame,
     overrides: RecordBatch,
 ) -> Result<DataFrame> {
-    use datafusion::common::JoinType;
-    let columns: Vec<Expr> = event_schema()
-        .fields()
-        .iter()
-        .map(|f| {
-            if f.name() == col::PERSON_ID {
-                datafusion::functions::expr_fn::coalesce(vec![
-                    ident("__person_id"),
-                    ident(col::PERSON_ID),
-                ])
-                .alias(col::PERSON_ID)
-            } else {
-                ident(f.name())
-            }
-        })
-        .collect();
-    Ok(ctx
-        .read_batch(overrides)?
-        .join(
-            frame,
-            JoinType::Right,
-            &["__distinct_id"],
-            &[col::PERSON_ID],
-            None,
-        )?
-        .select(columns)?)
+    let columns = |name: &str| {
+        if name == col::PERSON_ID {
+            datafusion::functions::expr_fn::coalesce(vec![
+                ident(MERGED_PERSON),
+                ident(col::PERSON_ID),
+            ])
+            .alias(col::PERSON_ID)
+        } else {
+            ident(name)
+        }
+    };
+    join_lookup(ctx, frame, overrides, ident(col::PERSON_ID), columns, None)
 }
 
-/// Person properties as a batch of (`__person_key`, [`PERSON_COLUMN`]).
-pub(crate) fn persons_batch(rows: &[(String, String)]) -> Result<RecordBatch> {
-    use datafusion::arrow::array::StringArray;
-    use datafusion::arrow::datatypes::{Field, Schema};
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("__person_key", DataType::Utf8, false),
-        Field::new(PERSON_COLUMN, DataType::Utf8, false),
-    ]));
-    let keys: StringArray = rows.iter().map(|(k, _)| Some(k.as_str())).collect();
-    let props: StringArray = rows.iter().map(|(_, p)| Some(p.as_str())).collect();
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![Arc::new(keys), Arc::new(props)],
-    )?)
+/// `frame` with a JSON `column` looked up by `key` in `batch` (null where it has no row, and
+/// everywhere when there is no batch).
+fn with_lookup_column(
+    ctx: &SessionContext,
+    frame: DataFrame,
+    batch: Option<RecordBatch>,
+    key: Expr,
+    column: &str,
+) -> Result<DataFrame> {
+    match batch {
+        None => Ok(frame.with_column(column, lit(ScalarValue::Utf8(None)))?),
+        Some(batch) => join_lookup(ctx, frame, batch, key, |n: &str| ident(n), Some(column)),
+    }
 }
 
-/// `frame` with a [`PERSON_COLUMN`]: the properties of each event's person (null for persons
-/// without any), by a hash join whose build side is the persons batch.
+/// `frame` with a [`PERSON_COLUMN`]: the properties of each event's person.
 pub(crate) fn with_persons(
     ctx: &SessionContext,
     frame: DataFrame,
     persons: Option<RecordBatch>,
 ) -> Result<DataFrame> {
-    use datafusion::common::JoinType;
-    let Some(persons) = persons else {
-        return Ok(frame.with_column(PERSON_COLUMN, lit(ScalarValue::Utf8(None)))?);
-    };
-    let mut columns: Vec<Expr> = event_schema()
-        .fields()
-        .iter()
-        .map(|f| ident(f.name()))
-        .collect();
-    columns.push(ident(PERSON_COLUMN));
-    Ok(ctx
-        .read_batch(persons)?
-        .join(
-            frame,
-            JoinType::Right,
-            &["__person_key"],
-            &[col::PERSON_ID],
-            None,
-        )?
-        .select(columns)?)
+    with_lookup_column(ctx, frame, persons, ident(col::PERSON_ID), PERSON_COLUMN)
 }
 
-/// Groups of one type as a batch of (`__group_key`, `group:TYPE`).
-pub(crate) fn groups_batch(group_type: &str, rows: &[(String, String)]) -> Result<RecordBatch> {
-    use datafusion::arrow::array::StringArray;
-    use datafusion::arrow::datatypes::{Field, Schema};
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("__group_key", DataType::Utf8, false),
-        Field::new(
-            format!("{GROUP_COLUMN_PREFIX}{group_type}"),
-            DataType::Utf8,
-            false,
-        ),
-    ]));
-    let keys: StringArray = rows.iter().map(|(k, _)| Some(k.as_str())).collect();
-    let props: StringArray = rows.iter().map(|(_, p)| Some(p.as_str())).collect();
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![Arc::new(keys), Arc::new(props)],
-    )?)
+/// The column that holds the properties of groups of `group_type`.
+pub(crate) fn group_column(group_type: &str) -> String {
+    format!("{GROUP_COLUMN_PREFIX}{group_type}")
 }
 
-/// `frame` (which has the [`PERSON_COLUMN`]) with a `group:TYPE` column: the properties of each
+/// `frame` (which has the [`PERSON_COLUMN`]) with a [`group_column`]: the properties of each
 /// event's group of that type, whose key is `properties.$groups.TYPE`, else the person's
 /// `$groups.TYPE`.
 pub(crate) fn with_groups(
@@ -233,34 +221,11 @@ pub(crate) fn with_groups(
     group_type: &str,
     groups: Option<RecordBatch>,
 ) -> Result<DataFrame> {
-    use datafusion::common::JoinType;
-    let column = format!("{GROUP_COLUMN_PREFIX}{group_type}");
-    let Some(groups) = groups else {
-        return Ok(frame.with_column(&column, lit(ScalarValue::Utf8(None)))?);
-    };
-    let mut columns: Vec<Expr> = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| ident(f.name()))
-        .collect();
-    columns.push(ident(&column));
     let key =
         |json: &str| json_get_str_udf().call(vec![ident(json), lit("$groups"), lit(group_type)]);
-    let frame = frame.with_column(
-        "__event_group",
-        datafusion::functions::expr_fn::coalesce(vec![key(col::PROPERTIES), key(PERSON_COLUMN)]),
-    )?;
-    Ok(ctx
-        .read_batch(groups)?
-        .join(
-            frame,
-            JoinType::Right,
-            &["__group_key"],
-            &["__event_group"],
-            None,
-        )?
-        .select(columns)?)
+    let key =
+        datafusion::functions::expr_fn::coalesce(vec![key(col::PROPERTIES), key(PERSON_COLUMN)]);
+    with_lookup_column(ctx, frame, groups, key, &group_column(group_type))
 }
 
 pub(super) fn ts_lit(us: i64) -> Expr {

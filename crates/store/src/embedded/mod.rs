@@ -38,9 +38,9 @@ use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
 use crate::plan::{
-    AggregateQuery, FieldRef, Lookups, Measure, PathQuery, ResultTable, RetentionCounts,
-    RetentionQuery, RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionQuery, StepEvent,
-    StepQuery,
+    AggregateQuery, FieldRef, Lookups, Measure, PERSON_COLUMN, PathQuery, ResultTable,
+    RetentionCounts, RetentionQuery, RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionQuery,
+    StepEvent, StepQuery,
 };
 use crate::schema::{col, records_to_batch};
 use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
@@ -96,9 +96,17 @@ pub struct EmbeddedStore {
     inner: Arc<Inner>,
 }
 
-/// A lookup batch (persons, overrides, groups) with the catalog version it was read at; `None`
-/// when there was nothing to look up.
+/// A lookup batch with the catalog version it was read at; `None` when there was nothing to
+/// look up.
 type Versioned = (i64, Option<RecordBatch>);
+
+/// Which lookup batch of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LookupKind {
+    Overrides,
+    Persons,
+    Groups(String),
+}
 
 struct Inner {
     config: EmbeddedStoreConfig,
@@ -113,13 +121,9 @@ struct Inner {
     pinned_files: Option<Vec<ParquetFileEntry>>,
     /// Registered rollups by project and id.
     rollups: Mutex<HashMap<(ProjectId, String), rollup::Rollup>>,
-    /// Each project's person overrides (see `tally_catalog::persons`) as an Arrow batch, with
-    /// the identity version it was read at; `None` when the project has none.
-    overrides: Mutex<HashMap<ProjectId, Versioned>>,
-    /// Each project's person properties as a batch, with the version it was read at.
-    persons: Mutex<HashMap<ProjectId, Versioned>>,
-    /// Each project's groups of each type as a batch, with the version it was read at.
-    groups: Mutex<HashMap<(ProjectId, String), Versioned>>,
+    /// Lookup batches (person overrides, person properties, groups of a type; see
+    /// `tally_catalog::persons`) by project, with the catalog version each was read at.
+    lookups: Mutex<HashMap<(ProjectId, LookupKind), Versioned>>,
     _lock: Option<File>,
 }
 
@@ -197,9 +201,7 @@ impl EmbeddedStore {
                 last_flush: Mutex::new(Instant::now()),
                 pinned_files: None,
                 rollups: Mutex::new(HashMap::new()),
-                overrides: Mutex::new(HashMap::new()),
-                persons: Mutex::new(HashMap::new()),
-                groups: Mutex::new(HashMap::new()),
+                lookups: Mutex::new(HashMap::new()),
                 _lock: Some(lock),
             }),
         })
@@ -240,9 +242,7 @@ impl EmbeddedStore {
                     last_flush: Mutex::new(Instant::now()),
                     pinned_files: Some(files),
                     rollups: Mutex::new(HashMap::new()),
-                    overrides: Mutex::new(HashMap::new()),
-                    persons: Mutex::new(HashMap::new()),
-                    groups: Mutex::new(HashMap::new()),
+                    lookups: Mutex::new(HashMap::new()),
                     _lock: None,
                 }),
             });
@@ -299,7 +299,7 @@ impl EmbeddedStore {
 
     /// A DataFrame of exactly the project's events in `[from, to)`, their `person_id` mapped
     /// through the project's person overrides, so that merged persons count once. With the
-    /// `lookups` a query needs, also the [`crate::plan::PERSON_COLUMN`] of each event's person's
+    /// `lookups` a query needs, also the [`PERSON_COLUMN`] of each event's person's
     /// properties and a `group:TYPE` column of each event's group's properties per type.
     pub async fn frame(
         &self,
@@ -314,79 +314,61 @@ impl EmbeddedStore {
             frame = engine::with_overrides(&self.inner.ctx, frame, batch)?;
         }
         if lookups.person {
-            frame = engine::with_persons(&self.inner.ctx, frame, self.person_properties(project)?)?;
+            let persons = self.lookup(project, LookupKind::Persons)?;
+            frame = engine::with_persons(&self.inner.ctx, frame, persons)?;
         }
         for t in &lookups.group_types {
-            let batch = self.groups_of_type(project, t)?;
-            frame = engine::with_groups(&self.inner.ctx, frame, t, batch)?;
+            let groups = self.lookup(project, LookupKind::Groups(t.clone()))?;
+            frame = engine::with_groups(&self.inner.ctx, frame, t, groups)?;
         }
         Ok(frame)
     }
 
-    /// The project's groups of one type, read again when they changed.
-    fn groups_of_type(&self, project: &ProjectId, group_type: &str) -> Result<Option<RecordBatch>> {
-        let version = self.inner.catalog.person_properties_version(project)?;
-        let key = (project.clone(), group_type.to_owned());
-        if let Some((v, batch)) = self.inner.groups.lock().get(&key)
+    /// A lookup batch of the project, read again from the catalog when the version it depends
+    /// on moved (merges for the overrides; any person or group change for the others).
+    fn lookup(&self, project: &ProjectId, kind: LookupKind) -> Result<Option<RecordBatch>> {
+        let c = &self.inner.catalog;
+        let version = match kind {
+            LookupKind::Overrides => c.identity_version(project)?,
+            LookupKind::Persons | LookupKind::Groups(_) => c.person_properties_version(project)?,
+        };
+        let key = (project.clone(), kind);
+        if let Some((v, batch)) = self.inner.lookups.lock().get(&key)
             && *v == version
         {
             return Ok(batch.clone());
         }
-        let (version, rows) = self.inner.catalog.groups_of_type(project, group_type)?;
+        let (version, rows, column) = match &key.1 {
+            LookupKind::Overrides => {
+                let o = c.person_overrides(project)?;
+                (o.version, o.pairs, engine::MERGED_PERSON.to_owned())
+            }
+            LookupKind::Persons => {
+                let (v, rows) = c.person_properties(project)?;
+                (v, rows, PERSON_COLUMN.to_owned())
+            }
+            LookupKind::Groups(t) => {
+                let (v, rows) = c.groups_of_type(project, t)?;
+                (v, rows, engine::group_column(t))
+            }
+        };
         let batch = if rows.is_empty() {
             None
         } else {
-            Some(engine::groups_batch(group_type, &rows)?)
+            Some(engine::lookup_batch(&column, &rows)?)
         };
-        let mut groups = self.inner.groups.lock();
-        // Keyed by the group types queries name: bounded, whatever they name.
-        if groups.len() >= 1_000 {
-            groups.clear();
+        let mut lookups = self.inner.lookups.lock();
+        // Keyed also by the group types queries name: bounded, whatever they name.
+        if lookups.len() >= 10_000 {
+            lookups.clear();
         }
-        groups.insert(key, (version, batch.clone()));
+        lookups.insert(key, (version, batch.clone()));
         Ok(batch)
     }
 
-    /// The project's person properties, read again when they changed.
-    fn person_properties(&self, project: &ProjectId) -> Result<Option<RecordBatch>> {
-        let version = self.inner.catalog.person_properties_version(project)?;
-        if let Some((v, batch)) = self.inner.persons.lock().get(project)
-            && *v == version
-        {
-            return Ok(batch.clone());
-        }
-        let (version, rows) = self.inner.catalog.person_properties(project)?;
-        let batch = if rows.is_empty() {
-            None
-        } else {
-            Some(engine::persons_batch(&rows)?)
-        };
-        self.inner
-            .persons
-            .lock()
-            .insert(project.clone(), (version, batch.clone()));
-        Ok(batch)
-    }
-
-    /// The project's person overrides, read again when its identity version moved.
+    /// The project's person overrides, if it has any.
     fn person_overrides(&self, project: &ProjectId) -> Result<Option<RecordBatch>> {
-        let version = self.inner.catalog.identity_version(project)?;
-        if let Some((v, batch)) = self.inner.overrides.lock().get(project)
-            && *v == version
-        {
-            return Ok(batch.clone());
-        }
-        let o = self.inner.catalog.person_overrides(project)?;
-        let batch = if o.pairs.is_empty() {
-            None
-        } else {
-            Some(engine::overrides_batch(&o.pairs)?)
-        };
-        self.inner
-            .overrides
-            .lock()
-            .insert(project.clone(), (o.version, batch.clone()));
-        Ok(batch)
+        self.lookup(project, LookupKind::Overrides)
     }
 
     /// The sources of `[from, to)` widened by [`SESSION_LOOKAROUND_US`] on each side, so that
