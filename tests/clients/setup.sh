@@ -4,12 +4,12 @@
 #
 #   tests/clients/setup.sh [DIR]     default: $TALLY_TEST_ENV or ~/.cache/tally/test-env
 #
-# - Python venv DIR/py with segment-analytics-python and posthog (PyPI)
+# - Python venv DIR/py with segment-analytics-python, posthog and aiosmtpd (PyPI)
 # - DIR/node/node_modules with @segment/analytics-node (npm)
 # - Debian's chromium (apt), for the browser tests
 set -euo pipefail
 DIR=${1:-${TALLY_TEST_ENV:-$HOME/.cache/tally/test-env}}
-PY_PACKAGES="segment-analytics-python==2.4.0 posthog==7.91.1"
+PY_PACKAGES="segment-analytics-python==2.4.0 posthog==7.91.1 aiosmtpd==1.4.6"
 NODE_PACKAGES="@segment/analytics-node@3.1.0"
 STAMP="$DIR/stamp"
 apt_install() {

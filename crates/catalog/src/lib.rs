@@ -1,4 +1,5 @@
-//! The metadata store: projects, API keys, event schemas, saved rules, persons and groups, and the
+//! The metadata store: projects, API keys, event schemas, saved rules, persons and groups, reports
+//! with their runs and deliveries, and the
 //! manifest of Parquet files (with the WAL position they cover), in one embedded SQLite database (`meta.sqlite` in the data dir).
 //!
 //! SQLite runs in WAL journal mode with a busy timeout, so the CLI (`tally project create`) and a
@@ -10,6 +11,7 @@ mod keys;
 mod migrations;
 mod persons;
 mod projects;
+mod reports;
 mod rules;
 
 use std::path::Path;
@@ -21,6 +23,7 @@ pub use files::{ParquetFileEntry, WAL_PERSISTED_KEY};
 pub use keys::{ApiKey, KeyScope};
 pub use persons::{Group, MergeOutcome, Person, PersonOverrides};
 pub use projects::{CreatedProject, Project};
+pub use reports::{ClaimedRun, DeliveryRow, ReportRow, RunRow};
 pub use rules::SavedRule;
 
 #[derive(Debug, thiserror::Error)]

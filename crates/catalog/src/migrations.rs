@@ -79,6 +79,43 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL,
         PRIMARY KEY (project_id, group_type, group_key)
      );",
+    // 4: report definitions, their scheduled runs (one per report and slot) and deliveries.
+    "CREATE TABLE reports (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        definition TEXT NOT NULL,
+        next_run_at INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+     );
+     CREATE INDEX reports_by_project ON reports(project_id);
+     CREATE INDEX reports_due ON reports(next_run_at) WHERE next_run_at IS NOT NULL;
+     CREATE TABLE report_runs (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        slot INTEGER,
+        trigger TEXT NOT NULL,
+        status TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        watermark INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        output TEXT,
+        error TEXT,
+        UNIQUE (report_id, slot)
+     );
+     CREATE INDEX report_runs_open ON report_runs(status) WHERE status IN ('pending', 'delivering');
+     CREATE TABLE report_deliveries (
+        run_id TEXT NOT NULL REFERENCES report_runs(id) ON DELETE CASCADE,
+        channel INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        delivered_at INTEGER,
+        PRIMARY KEY (run_id, channel)
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -36,8 +36,7 @@ pub struct QueryRequest {
 
 /// One entry of `rules`: an aggregation rule (no `kind`, or `"kind": "trend"`), or another kind
 /// named by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum QueryItem {
     Rule(AggregationRule),
     Funnel(FunnelQuery),
@@ -61,6 +60,44 @@ impl QueryItem {
             Self::Stickiness(s) => &s.name,
             Self::Lifecycle(l) => &l.name,
         }
+    }
+}
+
+impl QueryItem {
+    /// The `kind` this item is written with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rule(_) => "trend",
+            Self::Funnel(_) => "funnel",
+            Self::Retention(_) => "retention",
+            Self::Formula(_) => "formula",
+            Self::Sessions(_) => "sessions",
+            Self::Paths(_) => "paths",
+            Self::Stickiness(_) => "stickiness",
+            Self::Lifecycle(_) => "lifecycle",
+        }
+    }
+}
+
+/// Written as it is read: the item's fields with its `kind` (none for a rule).
+impl Serialize for QueryItem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let v = match self {
+            Self::Rule(r) => serde_json::to_value(r),
+            Self::Funnel(f) => serde_json::to_value(f),
+            Self::Retention(r) => serde_json::to_value(r),
+            Self::Formula(f) => serde_json::to_value(f),
+            Self::Sessions(x) => serde_json::to_value(x),
+            Self::Paths(p) => serde_json::to_value(p),
+            Self::Stickiness(a) | Self::Lifecycle(a) => serde_json::to_value(a),
+        }
+        .map_err(S::Error::custom)?;
+        let mut v = v;
+        if let (Value::Object(m), false) = (&mut v, matches!(self, Self::Rule(_))) {
+            m.insert("kind".into(), Value::String(self.kind().into()));
+        }
+        v.serialize(s)
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tally_collect::{EventManagerConfig, Limits};
 use tally_process::IpMode;
+use tally_report::{DeliveryConfig, SchedulerConfig, SmtpConfig};
 use tally_store::{EmbeddedStoreConfig, SqlLimits};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -70,6 +71,29 @@ pub struct ServeConfig {
     /// How long `message_id`s are remembered for de-duplication, e.g. `24h` or `7d`. Memory grows with the events received within it.
     #[arg(long, env = "TALLY_DEDUP_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
     pub dedup_window: Duration,
+
+    /// Where `directory` report deliveries are written (their paths are taken below it);
+    /// `<data-dir>/reports` if not given.
+    #[arg(long, env = "TALLY_REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
+
+    /// The SMTP relay for email reports: `smtp://user:pass@host:587?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host:465` (TLS) or `smtp://host:25` (plain, local relays only).
+    #[arg(long, env = "TALLY_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// The sender of email reports.
+    #[arg(
+        long,
+        env = "TALLY_SMTP_FROM",
+        default_value = "Tally <tally@localhost>"
+    )]
+    pub smtp_from: String,
+
+    /// The wait before a failed report delivery is tried again; it doubles with each attempt
+    /// (at most an hour), six attempts in all.
+    #[arg(long, env = "TALLY_REPORT_RETRY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub report_retry: Duration,
 }
 
 impl ServeConfig {
@@ -94,6 +118,26 @@ impl ServeConfig {
             timeout: self.sql_timeout,
             max_rows: self.sql_max_rows.max(1),
             memory_bytes: self.sql_memory_bytes,
+        }
+    }
+
+    pub fn delivery_config(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            report_dir: self
+                .report_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("reports")),
+            smtp: self.smtp_url.as_ref().map(|url| SmtpConfig {
+                url: url.clone(),
+                from: self.smtp_from.clone(),
+            }),
+        }
+    }
+
+    pub fn scheduler_config(&self) -> SchedulerConfig {
+        SchedulerConfig {
+            retry_base: self.report_retry,
+            ..SchedulerConfig::default()
         }
     }
 

@@ -1,10 +1,12 @@
-//! The server: HTTP routes that wire the stages together (collect → process → store → query).
+//! The server: HTTP routes that wire the stages together (collect → process → store → query →
+//! report / visualize).
 //!
 //! Nothing else imports this crate. It owns authentication, the mapping of every stage's errors
 //! to HTTP answers (`{"error": {"code", "message", "field"}}`), `/metrics`, background
 //! maintenance and graceful shutdown.
 
 mod auth;
+mod charts;
 mod config;
 mod error;
 mod identity;
@@ -12,6 +14,7 @@ mod ingest;
 mod metrics;
 mod posthog;
 mod query;
+mod reports;
 mod rules;
 mod segment;
 mod sql;
@@ -84,6 +87,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/rules/{name}",
             get(rules::get_rule).delete(rules::delete_rule),
         )
+        .route("/v1/charts", post(charts::post_chart))
+        .route("/v1/reports", post(reports::create).get(reports::list))
+        .route(
+            "/v1/reports/{id}",
+            get(reports::get_one)
+                .put(reports::replace)
+                .delete(reports::delete),
+        )
+        .route("/v1/reports/{id}/run", post(reports::run))
+        .route("/v1/reports/{id}/send", post(reports::send))
+        .route("/v1/reports/{id}/runs", get(reports::runs))
+        .route("/v1/reports/{id}/runs/{run}", get(reports::get_run))
         .route("/v1/persons/{id}", get(identity::get_person))
         .route("/v1/groups/{type}/{key}", get(identity::get_group))
         // Before the ingest routes are merged: theirs stays inside the CORS layer, which
@@ -114,10 +129,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
         config.limits(),
         config.sql_limits(),
     )
-    .trusting_proxy(config.trust_proxy);
+    .trusting_proxy(config.trust_proxy)
+    .with_reports(
+        config.delivery_config(),
+        config.scheduler_config(),
+        Arc::new(tally_report::SystemClock),
+    );
 
     let maintenance = tokio::spawn(maintain(store.clone()));
     let rule_sync = tokio::spawn(sync_rules(Arc::clone(&state.inner.catalog), store.clone()));
+    let report_scheduler = tokio::spawn(state.reports().run_forever());
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -136,6 +157,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     tracing::info!("shutting down: draining the queue and flushing");
     maintenance.abort();
     rule_sync.abort();
+    report_scheduler.abort();
     drop(state);
     let _ = writer.await;
     store.flush().await?;

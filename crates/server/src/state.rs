@@ -10,7 +10,12 @@ use tally_collect::{EventManager, Limits};
 use tally_core::ProjectId;
 use tally_process::{EventProcessor, ProjectSchemas};
 use tally_query::Aggregator;
+use tally_report::{
+    Clock, Deliverer, DeliveryConfig, ReportGenerator, ReportScheduler, SchedulerConfig,
+    SystemClock,
+};
 use tally_store::{EmbeddedStore, SqlLimits};
+use tally_viz::ChartGenerator;
 use tokio::sync::Semaphore;
 
 use crate::auth::KeyCache;
@@ -43,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) salt: crate::tracker::VisitorSalt,
     /// Client addresses come from `X-Forwarded-For`.
     pub(crate) trust_proxy: bool,
+    pub(crate) charts: ChartGenerator,
+    pub(crate) reports: Arc<ReportScheduler>,
 }
 
 impl AppState {
@@ -55,6 +62,19 @@ impl AppState {
         sql_limits: SqlLimits,
     ) -> Self {
         let aggregator = Aggregator::new(Arc::new(store.clone()));
+        let charts = ChartGenerator::new();
+        let delivery = DeliveryConfig {
+            report_dir: store.data_dir().join("reports"),
+            smtp: None,
+        };
+        let reports = scheduler(
+            &catalog,
+            &store,
+            &charts,
+            delivery,
+            SchedulerConfig::default(),
+            Arc::new(SystemClock),
+        );
         Self {
             inner: Arc::new(Inner {
                 catalog,
@@ -71,9 +91,28 @@ impl AppState {
                 seen_merges: Default::default(),
                 salt: Default::default(),
                 trust_proxy: false,
+                charts,
+                reports,
             }),
         }
     }
+}
+
+fn scheduler(
+    catalog: &Arc<Catalog>,
+    store: &EmbeddedStore,
+    charts: &ChartGenerator,
+    delivery: DeliveryConfig,
+    config: SchedulerConfig,
+    clock: Arc<dyn Clock>,
+) -> Arc<ReportScheduler> {
+    Arc::new(ReportScheduler::new(
+        Arc::clone(catalog),
+        ReportGenerator::new(Arc::new(store.clone())),
+        Deliverer::new(delivery, charts.clone()),
+        clock,
+        config,
+    ))
 }
 
 impl AppState {
@@ -83,6 +122,33 @@ impl AppState {
             inner.trust_proxy = trust;
         }
         self
+    }
+}
+
+impl AppState {
+    /// Sets where reports are delivered, how the scheduler retries, and its clock.
+    pub fn with_reports(
+        mut self,
+        delivery: DeliveryConfig,
+        config: SchedulerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.reports = scheduler(
+                &inner.catalog,
+                &inner.store,
+                &inner.charts,
+                delivery,
+                config,
+                clock,
+            );
+        }
+        self
+    }
+
+    /// The report scheduler (`serve` runs it in the background).
+    pub fn reports(&self) -> Arc<ReportScheduler> {
+        Arc::clone(&self.inner.reports)
     }
 }
 

@@ -114,6 +114,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Persists everything buffered (used at shutdown and by tests and benchmarks).
     async fn flush(&self) -> Result<()>;
 
+    /// This store as it was for queries at an instant: it sees only the events received before
+    /// `received_before` (microseconds since the epoch), so that a report run again for the
+    /// same instant gives the same numbers.
+    fn as_of(&self, received_before: i64) -> std::sync::Arc<dyn Store>;
+
     /// Keeps rollup `id` of `def.project` up to date from now on (building it first). An engine
     /// without rollups refuses.
     async fn register_rollup(&self, id: &str, def: RollupDef) -> Result<()> {

@@ -134,7 +134,7 @@ pub struct AggregateQuery {
 }
 
 /// A result: named columns and rows of JSON values. Bucket columns hold RFC 3339 strings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ResultTable {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,

@@ -1,9 +1,10 @@
-//! The command line: `tally serve`, `tally project ...`, `tally schemas ...`, `tally rules ...`, `tally query`,
-//! `tally import`.
+//! The command line: `tally serve`, `tally project ...`, `tally schemas ...`, `tally rules ...`,
+//! `tally reports ...`, `tally query`, `tally import`.
 
 mod import;
 mod project;
 mod query;
+mod reports;
 mod rules;
 
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ enum Command {
     /// Save, list and delete aggregation rules (kept live as rollups by the server).
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// Define, render and send reports; read their run history.
+    #[command(subcommand)]
+    Reports(reports::ReportsCommand),
     /// Import newline-delimited JSON events (optionally .gz) with the BatchProcessor.
     Import(import::ImportArgs),
 }
@@ -63,6 +67,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Project(cmd) => project::run_project(cmd),
         Command::Schemas(cmd) => project::run_schemas(cmd),
         Command::Rules(cmd) => rules::run(cmd),
+        Command::Reports(cmd) => reports::run(cmd),
         Command::Query(args) => runtime().and_then(|rt| rt.block_on(query::run(args))),
         Command::Import(args) => runtime().and_then(|rt| rt.block_on(import::run(args))),
     };

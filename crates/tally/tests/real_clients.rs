@@ -11,17 +11,7 @@ use common::{Project, Server, client, create_project};
 use serde_json::{Value, json};
 
 fn env_dir() -> PathBuf {
-    let dir = std::env::var_os("TALLY_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tally/test-env")
-        });
-    assert!(
-        dir.join("stamp").exists(),
-        "the client libraries are not installed in {}: run tests/clients/setup.sh (scripts/test does)",
-        dir.display()
-    );
-    dir
+    common::test_env_dir()
 }
 
 fn clients_dir() -> PathBuf {

@@ -108,6 +108,11 @@ pub(crate) async fn range_frame(
     Ok(frame)
 }
 
+/// Events received before `us` (see `EmbeddedStore::as_of`).
+pub(crate) fn received_before(us: i64) -> Expr {
+    ident(col::RECEIVED_AT).lt(ts_lit(us))
+}
+
 /// The key column of a lookup batch (overrides, persons, groups).
 const LOOKUP_KEY: &str = "__key";
 /// The column of the events that a lookup is joined on.

@@ -94,6 +94,8 @@ pub struct FlushReport {
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    /// Set by [`EmbeddedStore::as_of`]: only events received before this instant are seen.
+    received_before: Option<i64>,
 }
 
 /// A lookup batch with the catalog version it was read at; `None` when there was nothing to
@@ -204,6 +206,7 @@ impl EmbeddedStore {
                 lookups: Mutex::new(HashMap::new()),
                 _lock: Some(lock),
             }),
+            received_before: None,
         })
     }
 
@@ -245,11 +248,22 @@ impl EmbeddedStore {
                     lookups: Mutex::new(HashMap::new()),
                     _lock: None,
                 }),
+                received_before: None,
             });
         }
         Err(StoreError::Internal(
             "the data directory kept changing while it was being read".into(),
         ))
+    }
+
+    /// The same store seeing only the events received before `received_before` (microseconds
+    /// since the epoch): what it answered at that instant, for reproducible reports. Person
+    /// merges and properties are read as they are now. Never answered from rollups.
+    pub fn as_of(&self, received_before: i64) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            received_before: Some(received_before),
+        }
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -310,6 +324,9 @@ impl EmbeddedStore {
     ) -> Result<DataFrame> {
         let sources = self.sources(project, from, to)?;
         let mut frame = engine::range_frame(&self.inner.ctx, sources, from, to).await?;
+        if let Some(w) = self.received_before {
+            frame = frame.filter(engine::received_before(w))?;
+        }
         if let Some(batch) = self.person_overrides(project)? {
             frame = engine::with_overrides(&self.inner.ctx, frame, batch)?;
         }
@@ -499,6 +516,10 @@ impl EmbeddedStore {
     /// Answers `q` from a ready rollup with the same events, groups and measure, if there is one
     /// and the query's buckets fall on whole UTC hours.
     pub fn aggregate_from_rollup(&self, q: &AggregateQuery) -> Option<ResultTable> {
+        if self.received_before.is_some() {
+            // Rollups hold every event received so far.
+            return None;
+        }
         // Sketches count the ids events were stored under; once persons merged, only the raw
         // events (through the overrides) count them right.
         let person_id = FieldRef::Column(col::PERSON_ID.into());
@@ -792,6 +813,10 @@ impl Inner {
 
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
+    fn as_of(&self, received_before: i64) -> Arc<dyn Store> {
+        Arc::new(EmbeddedStore::as_of(self, received_before))
+    }
+
     async fn write(&self, batches: Vec<ProjectBatch>) -> Result<WriteOutcome> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || inner.write_blocking(batches))

@@ -247,3 +247,106 @@ pub fn golden_case(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("golden case exists"))
         .expect("golden case is JSON")
 }
+
+/// Where `tests/clients/setup.sh` installed the real clients and servers the tests use.
+pub fn test_env_dir() -> PathBuf {
+    let dir = std::env::var_os("TALLY_TEST_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tally/test-env")
+        });
+    assert!(
+        dir.join("stamp").exists(),
+        "the test clients are not installed in {}: run tests/clients/setup.sh (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A helper process from `tests/clients/` (an SMTP server, a webhook receiver) run by the test
+/// venv's Python; it writes its port to a file once it listens. Killed on drop.
+pub struct Helper {
+    child: Child,
+    pub port: u16,
+    pub out_dir: PathBuf,
+}
+
+impl Helper {
+    pub fn start(script: &str, work: &Path, args: &[&str]) -> Helper {
+        let python = test_env_dir().join("py/bin/python");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/clients")
+            .join(script);
+        let port_file = work.join(format!(
+            "{}.port",
+            script.file_stem().unwrap().to_string_lossy()
+        ));
+        let out_dir = work.join(format!(
+            "{}.out",
+            script.file_stem().unwrap().to_string_lossy()
+        ));
+        let child = Command::new(python)
+            .arg(&script)
+            .arg(&port_file)
+            .arg(&out_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the helper");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                break p.trim().parse().expect("a port");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start",
+                script.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Helper {
+            child,
+            port,
+            out_dir,
+        }
+    }
+
+    /// The JSON records the helper wrote (`1.json`, `2.json`, ...), in order.
+    pub fn records(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for n in 1.. {
+            match std::fs::read(self.out_dir.join(format!("{n}.json"))) {
+                Ok(b) => out.push(serde_json::from_slice(&b).expect("a JSON record")),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Waits until at least `n` records exist.
+    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self.records();
+            if r.len() >= n {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} records arrived",
+                r.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
