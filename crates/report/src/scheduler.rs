@@ -71,7 +71,7 @@ pub struct ReportScheduler {
     deliverer: Deliverer,
     clock: Arc<dyn Clock>,
     config: SchedulerConfig,
-    /// Runs being worked on in this process, so a manual send and a tick never both do one.
+    /// Runs being worked on, so that overlapping ticks never both work on one.
     busy: Mutex<HashSet<String>>,
 }
 
@@ -242,19 +242,6 @@ impl ReportScheduler {
             outcome.claimed += 1;
         }
         Ok(())
-    }
-
-    /// Starts a run of the report now (trigger `manual`) and works on it at once. Returns the
-    /// run as it stands afterwards.
-    pub async fn send_now(
-        &self,
-        project: &ProjectId,
-        report_id: &str,
-    ) -> Result<RunRow, ReportError> {
-        let run_id = record_manual_run(&self.catalog, project, report_id, self.clock.now())?;
-        let run = self.catalog.run(report_id, &run_id)?;
-        self.work_on(run, &mut TickOutcome::default()).await;
-        Ok(self.catalog.run(report_id, &run_id)?)
     }
 
     async fn work_on(&self, run: RunRow, outcome: &mut TickOutcome) {

@@ -208,14 +208,17 @@ pub(crate) async fn run(
     rendered(&state, &report, &params)
 }
 
-/// `POST /v1/reports/{id}/send`: runs the report now and delivers it to its channels.
+/// `POST /v1/reports/{id}/send`: records a run for now; the scheduler renders and delivers it
+/// within a second. Answers the run (poll `/runs/{run}` for its outcome).
 pub(crate) async fn send(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let project = project(&state, &headers)?;
-    let run = state.inner.reports.send_now(&project, &id).await?;
+    let s = &state.inner;
+    let run_id = tally_report::record_manual_run(&s.catalog, &project, &id, s.reports.now())?;
+    let run = s.catalog.run(&id, &run_id).map_err(ReportError::from)?;
     Ok((StatusCode::ACCEPTED, Json(RunView::from(&run))))
 }
 
