@@ -69,6 +69,9 @@ pub struct ClaimedRun<'a> {
     pub channels: &'a [&'a str],
     /// The report's next slot after this one (scheduled runs).
     pub next_run_at: Option<i64>,
+    /// The report's `next_run_at` this claim was computed from: if it changed meanwhile (the
+    /// report was edited), nothing is claimed.
+    pub expected_next: Option<i64>,
 }
 
 const REPORT_COLUMNS: &str = "id, project_id, definition, next_run_at, created_at, updated_at";
@@ -285,10 +288,14 @@ impl Catalog {
                 }
             }
             if run.slot.is_some() {
-                tx.execute(
-                    "UPDATE reports SET next_run_at = ?2 WHERE id = ?1",
-                    params![run.report_id, run.next_run_at],
+                let moved = tx.execute(
+                    "UPDATE reports SET next_run_at = ?2 WHERE id = ?1 AND next_run_at IS ?3",
+                    params![run.report_id, run.next_run_at, run.expected_next],
                 )?;
+                if moved == 0 {
+                    // Edited since it was read: the new schedule stands, nothing is claimed.
+                    return Ok(None);
+                }
             }
             tx.commit()?;
             Ok(inserted.then_some(id))
@@ -301,6 +308,13 @@ impl Catalog {
         let id = uuid::Uuid::now_v7().to_string();
         self.with(|c| {
             let tx = c.transaction()?;
+            let current: Option<Option<i64>> = tx
+                .query_row("SELECT next_run_at FROM reports WHERE id = ?1", [report_id], |r| r.get(0))
+                .optional()?;
+            if current != Some(Some(slot)) {
+                // Edited (or deleted) since it was read.
+                return Ok(());
+            }
             tx.execute(
                 "INSERT INTO report_runs(id, report_id, slot, trigger, status, at, watermark, started_at, finished_at)
                  VALUES (?1, ?2, ?3, 'schedule', 'skipped', ?3, ?3, ?4, ?4)
@@ -319,13 +333,15 @@ impl Catalog {
     /// Stores a run's output; the run moves on to its deliveries (or succeeds if it has none).
     pub fn set_run_output(&self, run_id: &str, output: &str, now: i64) -> Result<()> {
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "UPDATE report_runs SET output = ?2, status = 'delivering' WHERE id = ?1",
                 params![run_id, output],
             )?;
+            settle(&tx, run_id, now)?;
+            tx.commit()?;
             Ok(())
-        })?;
-        self.settle_run(run_id, now)
+        })
     }
 
     /// Marks a run failed before it could render (its deliveries are dropped).
@@ -358,13 +374,14 @@ impl Catalog {
         retry_at: Option<i64>,
     ) -> Result<()> {
         self.with(|c| {
+            let tx = c.transaction()?;
             match &outcome {
-                Ok(()) => c.execute(
+                Ok(()) => tx.execute(
                     "UPDATE report_deliveries SET status = 'delivered', attempts = attempts + 1,
                      delivered_at = ?3, last_error = NULL WHERE run_id = ?1 AND channel = ?2",
                     params![run_id, channel, now],
                 )?,
-                Err(e) => c.execute(
+                Err(e) => tx.execute(
                     "UPDATE report_deliveries SET attempts = attempts + 1, last_error = ?3,
                      status = CASE WHEN ?4 IS NULL THEN 'failed' ELSE 'pending' END,
                      next_attempt_at = COALESCE(?4, next_attempt_at)
@@ -372,29 +389,16 @@ impl Catalog {
                     params![run_id, channel, e, retry_at],
                 )?,
             };
-            Ok(())
-        })?;
-        self.settle_run(run_id, now)
-    }
-
-    fn settle_run(&self, run_id: &str, now: i64) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE report_runs SET
-                   status = CASE WHEN EXISTS(SELECT 1 FROM report_deliveries
-                                             WHERE run_id = ?1 AND status = 'failed')
-                                 THEN 'failed' ELSE 'succeeded' END,
-                   error = (SELECT 'delivery ' || channel || ' (' || kind || '): ' || last_error
-                            FROM report_deliveries WHERE run_id = ?1 AND status = 'failed'
-                            ORDER BY channel LIMIT 1),
-                   finished_at = ?2
-                 WHERE id = ?1 AND status = 'delivering'
-                   AND NOT EXISTS(SELECT 1 FROM report_deliveries
-                                  WHERE run_id = ?1 AND status = 'pending')",
-                params![run_id, now],
-            )?;
+            settle(&tx, run_id, now)?;
+            tx.commit()?;
             Ok(())
         })
+    }
+
+    /// Finishes a rendered run whose deliveries are all done (recorded outcomes settle their
+    /// run themselves; this is for runs found open with nothing pending).
+    pub fn settle_run(&self, run_id: &str, now: i64) -> Result<()> {
+        self.with(|c| settle(c, run_id, now))
     }
 
     /// Runs not finished yet (claimed but not rendered, or with deliveries pending).
@@ -445,6 +449,26 @@ impl Catalog {
     }
 }
 
+/// Sets a rendered run's final status once no delivery is pending: `failed` (with the first
+/// failure) if one failed, else `succeeded`.
+fn settle(c: &rusqlite::Connection, run_id: &str, now: i64) -> Result<()> {
+    c.execute(
+        "UPDATE report_runs SET
+                   status = CASE WHEN EXISTS(SELECT 1 FROM report_deliveries
+                                             WHERE run_id = ?1 AND status = 'failed')
+                                 THEN 'failed' ELSE 'succeeded' END,
+                   error = (SELECT 'delivery ' || channel || ' (' || kind || '): ' || last_error
+                            FROM report_deliveries WHERE run_id = ?1 AND status = 'failed'
+                            ORDER BY channel LIMIT 1),
+                   finished_at = ?2
+                 WHERE id = ?1 AND status = 'delivering'
+                   AND NOT EXISTS(SELECT 1 FROM report_deliveries
+                                  WHERE run_id = ?1 AND status = 'pending')",
+        params![run_id, now],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +483,7 @@ mod tests {
             now: 101,
             channels,
             next_run_at: Some(200),
+            expected_next: Some(100),
         }
     }
 
@@ -517,7 +542,12 @@ mod tests {
             r.error.as_deref(),
             Some("delivery 0 (email): 550 no such user")
         );
+        c.update_report(&p, "r1", "{}", Some(500)).unwrap();
+        // A skip computed from a stale read changes nothing.
+        c.skip_slot("r1", 400, 600, Some(700)).unwrap();
+        assert_eq!(c.report(&p, "r1").unwrap().next_run_at, Some(500));
         c.skip_slot("r1", 500, 600, Some(700)).unwrap();
+        assert_eq!(c.report(&p, "r1").unwrap().next_run_at, Some(700));
         assert_eq!(c.runs("r1", 10).unwrap()[0].status, "skipped");
         assert!(c.delete_report(&p, "r1").unwrap());
         assert!(c.runs("r1", 10).unwrap().is_empty());

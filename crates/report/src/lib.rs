@@ -27,7 +27,8 @@ pub use saved::{
 };
 pub use schedule::{Clock, CronSchedule, ManualClock, SystemClock, parse_cron};
 pub use scheduler::{
-    ReportScheduler, SchedulerConfig, TickOutcome, first_slot, record_manual_run, schedule_of,
+    MAX_CONCURRENT_RUNS, ReportScheduler, SchedulerConfig, TickOutcome, first_slot,
+    record_manual_run, schedule_of,
 };
 
 use tally_core::FieldError;

@@ -42,6 +42,23 @@ impl SavedReport {
     }
 }
 
+/// The first slot of a definition with a schedule; a schedule that never comes is refused.
+fn checked_first_slot(
+    def: &ReportDefinition,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, ReportError> {
+    let slot = first_slot(def, now)?;
+    if def.schedule.is_some() && slot.is_none() {
+        return Err(FieldError::new(
+            "invalid_cron",
+            "schedule.cron",
+            "the expression never matches a time after now (a 30th of February?)",
+        )
+        .into());
+    }
+    Ok(slot)
+}
+
 /// Checks and saves a new report; its first slot is the schedule's next after `now`.
 pub fn create_report(
     catalog: &Catalog,
@@ -63,7 +80,7 @@ pub fn create_report(
         project,
         &id,
         &serde_json::to_string(&def)?,
-        first_slot(&def, now)?,
+        checked_first_slot(&def, now)?,
     )?;
     SavedReport::from_row(&catalog.report(project, &id)?)
 }
@@ -81,7 +98,7 @@ pub fn update_report(
         project,
         id,
         &serde_json::to_string(&def)?,
-        first_slot(&def, now)?,
+        checked_first_slot(&def, now)?,
     )?;
     SavedReport::from_row(&catalog.report(project, id)?)
 }

@@ -49,11 +49,22 @@ impl CronSchedule {
     /// The first slot strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // croner keeps the fraction of a second it starts from; slots are whole seconds.
-        let t = t.with_nanosecond(0).unwrap_or(t);
-        self.cron
-            .find_next_occurrence(&t.with_timezone(&self.tz), false)
-            .ok()
-            .map(|d| d.with_timezone(&Utc))
+        let mut from = t.with_nanosecond(0).unwrap_or(t);
+        // In the repeated hour of a DST change croner answers the first pass of an ambiguous
+        // local time, which may lie before `t`: search on from there (bounded: an hour of
+        // every-second slots at most).
+        for _ in 0..4000 {
+            let candidate = self
+                .cron
+                .find_next_occurrence(&from.with_timezone(&self.tz), false)
+                .ok()?
+                .with_timezone(&Utc);
+            if candidate > t {
+                return Some(candidate);
+            }
+            from = candidate.max(from) + chrono::Duration::seconds(1);
+        }
+        None
     }
 
     /// The latest slot at or before `t`.
@@ -149,6 +160,14 @@ mod tests {
         let first = fall.next_after(at("2026-10-24T12:00:00Z")).unwrap();
         assert_eq!(first, at("2026-10-25T00:30:00Z"));
         assert_eq!(fall.next_after(first), Some(at("2026-10-26T01:30:00Z")));
+        // Asked during the second pass of the repeated hour, the next slot is still ahead.
+        assert_eq!(
+            fall.next_after(at("2026-10-25T01:10:00Z")),
+            Some(at("2026-10-26T01:30:00Z"))
+        );
+        let quarter = CronSchedule::new("*/15 * * * *", berlin).unwrap();
+        let next = quarter.next_after(at("2026-10-25T01:10:00Z")).unwrap();
+        assert!(next > at("2026-10-25T01:10:00Z"), "{next}");
     }
 
     #[test]

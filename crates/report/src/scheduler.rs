@@ -54,6 +54,9 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Runs rendered and delivered at once by `run_forever`.
+pub const MAX_CONCURRENT_RUNS: usize = 4;
+
 /// What one tick did (for logs and tests).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickOutcome {
@@ -71,6 +74,9 @@ pub struct ReportScheduler {
     deliverer: Deliverer,
     clock: Arc<dyn Clock>,
     config: SchedulerConfig,
+    /// When this scheduler started: slots overdue by more than the grace period then were
+    /// missed while Tally was down.
+    started: DateTime<Utc>,
     /// Runs being worked on, so that overlapping ticks never both work on one.
     busy: Mutex<HashSet<String>>,
 }
@@ -123,6 +129,7 @@ pub fn record_manual_run(
             now: micros(now),
             channels: &kinds,
             next_run_at: None,
+            expected_next: None,
         })?
         .ok_or_else(|| ReportError::Internal("a manual run could not be recorded".into()))
 }
@@ -135,12 +142,14 @@ impl ReportScheduler {
         clock: Arc<dyn Clock>,
         config: SchedulerConfig,
     ) -> Self {
+        let started = clock.now();
         Self {
             catalog,
             generator,
             deliverer,
             clock,
             config,
+            started,
             busy: Mutex::new(HashSet::new()),
         }
     }
@@ -157,35 +166,58 @@ impl ReportScheduler {
         &self.deliverer
     }
 
-    /// Ticks until the task is dropped.
+    /// Ticks until the task is dropped. Claiming never waits for rendering or delivery: runs
+    /// are worked on in tasks of their own, at most [`MAX_CONCURRENT_RUNS`] at once.
     pub async fn run_forever(self: Arc<Self>) {
         let mut interval = tokio::time::interval(self.config.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RUNS));
         loop {
             interval.tick().await;
-            match self.tick().await {
-                Ok(o) if o != TickOutcome::default() => {
-                    tracing::debug!(?o, "report scheduler tick")
+            if let Err(e) = self.claim_due_slots(&mut TickOutcome::default()) {
+                tracing::error!(error = %e, "claiming report slots failed");
+            }
+            let runs = match self.catalog.open_runs() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading open report runs failed");
+                    continue;
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "report scheduler tick failed"),
+            };
+            for run in runs {
+                if self.busy.lock().contains(&run.id) {
+                    continue;
+                }
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    break;
+                };
+                let me = Arc::clone(&self);
+                tokio::spawn(async move {
+                    me.work_on(run, &mut TickOutcome::default()).await;
+                    drop(permit);
+                });
             }
         }
     }
 
-    /// One pass: claim due slots, render claimed runs, attempt due deliveries.
+    /// One pass, done in order: claim due slots, render claimed runs, attempt due deliveries.
     pub async fn tick(&self) -> Result<TickOutcome, ReportError> {
         let mut outcome = TickOutcome::default();
-        let now = self.clock.now();
-        for row in self.catalog.due_reports(micros(now))? {
-            if let Err(e) = self.claim_due(&row, now, &mut outcome) {
-                tracing::error!(report = %row.id, error = %e, "claiming a report's slot failed");
-            }
-        }
+        self.claim_due_slots(&mut outcome)?;
         for run in self.catalog.open_runs()? {
             self.work_on(run, &mut outcome).await;
         }
         Ok(outcome)
+    }
+
+    fn claim_due_slots(&self, outcome: &mut TickOutcome) -> Result<(), ReportError> {
+        let now = self.clock.now();
+        for row in self.catalog.due_reports(micros(now))? {
+            if let Err(e) = self.claim_due(&row, now, outcome) {
+                tracing::error!(report = %row.id, error = %e, "claiming a report's slot failed");
+            }
+        }
+        Ok(())
     }
 
     fn claim_due(
@@ -199,8 +231,10 @@ impl ReportScheduler {
             return Ok(());
         };
         let next = schedule.next_after(now).map(micros);
-        let late =
-            now - instant(slot) > chrono::Duration::from_std(self.config.grace).unwrap_or_default();
+        // Missed while down: already overdue by more than the grace period when this scheduler
+        // started. (While it runs, claiming never waits for work, so slots are claimed on time.)
+        let grace = chrono::Duration::from_std(self.config.grace).unwrap_or_default();
+        let late = instant(slot) + grace < self.started;
         let catch_up = def
             .schedule
             .as_ref()
@@ -236,6 +270,7 @@ impl ReportScheduler {
             now: micros(now),
             channels: &kinds,
             next_run_at: next,
+            expected_next: row.next_run_at,
         })?;
         if claimed.is_some() {
             tracing::info!(report = %row.id, slot = %instant(slot), trigger, "report run claimed");
@@ -259,8 +294,22 @@ impl ReportScheduler {
         let Some(row) = self.catalog.report_by_id(&run.report_id)? else {
             return Ok(());
         };
-        let def = ReportDefinition::from_json(serde_json::from_str(&row.definition)?)?;
         let now = self.clock.now();
+        let parsed = serde_json::from_str(&row.definition)
+            .map_err(ReportError::from)
+            .and_then(|v| ReportDefinition::from_json(v).map_err(ReportError::from));
+        let def = match parsed {
+            Ok(d) => d,
+            Err(e) => {
+                // Not something time mends: fail the run once rather than retry it forever.
+                self.catalog.fail_run(
+                    &run.id,
+                    &format!("the stored definition is invalid: {e}"),
+                    micros(now),
+                )?;
+                return Ok(());
+            }
+        };
         let output = match &run.output {
             Some(o) => o.clone(),
             None => {
@@ -291,6 +340,11 @@ impl ReportScheduler {
                 }
             }
         };
+        if !run.deliveries.iter().any(|d| d.status == "pending") {
+            // Rendered, every delivery recorded: only the final status is missing.
+            self.catalog.settle_run(&run.id, micros(self.clock.now()))?;
+            return Ok(());
+        }
         let report: RenderedReport = serde_json::from_str(&output)?;
         for d in run.deliveries.iter().filter(|d| d.status == "pending") {
             if d.next_attempt_at > micros(self.clock.now()) {
@@ -298,11 +352,15 @@ impl ReportScheduler {
             }
             // The channel as the definition holds it now (a report edited between attempts
             // delivers to its new address).
-            let Some(channel) = def.deliver.get(d.channel as usize) else {
+            let Some(channel) = def
+                .deliver
+                .get(d.channel as usize)
+                .filter(|c| c.kind() == d.kind)
+            else {
                 self.catalog.record_delivery(
                     &run.id,
                     d.channel,
-                    Err("the channel was removed from the report".into()),
+                    Err("the report's channels changed since this run started".into()),
                     micros(self.clock.now()),
                     None,
                 )?;

@@ -100,6 +100,13 @@ pub(crate) async fn post_chart(
     let charts = s.charts.clone();
     let kind = request.kind;
     let scale = params.scale.unwrap_or(2.0);
+    if !(1.0..=4.0).contains(&scale) {
+        return Err(ApiError::bad_request(FieldError::new(
+            "invalid_scale",
+            "scale",
+            "between 1 and 4",
+        )));
+    }
     // Rasterizing takes milliseconds of CPU: off the async workers.
     let (ctype, bytes) = tokio::task::spawn_blocking(move || -> Result<_, ChartError> {
         let svg = charts.svg(kind, &table, &options)?;

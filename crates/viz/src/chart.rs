@@ -27,6 +27,8 @@ const FONT_REGULAR: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 const FONT_BOLD: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf");
 /// The largest chart side, in pixels, a request may ask for.
 pub const MAX_SIDE: u32 = 4096;
+/// The most pixels a PNG may have (4096 × 4096, 64 MiB of RGBA): size times scale squared.
+pub const MAX_PIXELS: u64 = 4096 * 4096;
 
 /// What to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +93,10 @@ pub enum ChartError {
     /// The table cannot be drawn as the chart asked for (a user error).
     #[error("{0}")]
     Shape(String),
-    #[error("the chart size must be between 120x80 and {MAX_SIDE}x{MAX_SIDE} pixels")]
+    #[error(
+        "the chart size must be between 120x80 and {MAX_SIDE}x{MAX_SIDE} pixels, and a PNG \
+         (size times scale) at most {MAX_PIXELS} pixels"
+    )]
     Size,
     #[error("rasterizing the chart failed: {0}")]
     Raster(String),
@@ -172,6 +177,9 @@ impl ChartGenerator {
             (size.width() * scale).ceil() as u32,
             (size.height() * scale).ceil() as u32,
         );
+        if u64::from(w) * u64::from(h) > MAX_PIXELS {
+            return Err(ChartError::Size);
+        }
         let mut pixmap = tiny_skia::Pixmap::new(w.max(1), h.max(1))
             .ok_or_else(|| ChartError::Raster("the image is too large".into()))?;
         pixmap.fill(tiny_skia::Color::WHITE);

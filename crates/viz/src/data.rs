@@ -100,25 +100,6 @@ fn group_key(row: &[Value], keys: &[usize]) -> String {
         .join(" / ")
 }
 
-/// Keeps the `MAX_SERIES - 1` largest named entries and sums the rest into "Other".
-fn cap<T: Clone>(
-    mut entries: Vec<(String, T)>,
-    total: impl Fn(&T) -> f64,
-    add: impl Fn(&mut T, &T),
-) -> Vec<(String, T)> {
-    if entries.len() <= MAX_SERIES {
-        return entries;
-    }
-    entries.sort_by(|a, b| total(&b.1).total_cmp(&total(&a.1)).then(a.0.cmp(&b.0)));
-    let rest = entries.split_off(MAX_SERIES - 1);
-    let mut other = rest[0].1.clone();
-    for (_, v) in &rest[1..] {
-        add(&mut other, v);
-    }
-    entries.push((OTHER.to_owned(), other));
-    entries
-}
-
 pub(crate) fn time_series(t: &ResultTable) -> Result<TimeSeries, ChartError> {
     let b = index(t, "bucket").ok_or_else(|| {
         ChartError::Shape(
@@ -144,38 +125,62 @@ pub(crate) fn time_series(t: &ResultTable) -> Result<TimeSeries, ChartError> {
         *slot = i;
         x.push(*k);
     }
-    let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let name_of = |row: &[Value], v: usize| {
+        if values.len() > 1 || keys.is_empty() {
+            t.columns[v].clone()
+        } else {
+            group_key(row, &keys)
+        }
+    };
+    // Totals first, from the sparse rows: only the series drawn get a dense vector, however
+    // many groups the result has.
+    let mut totals: BTreeMap<String, f64> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
+    for row in &t.rows {
+        for &v in &values {
+            let name = name_of(row, v);
+            let e = totals.entry(name.clone()).or_insert_with(|| {
+                order.push(name);
+                0.0
+            });
+            *e += number(&row[v]).unwrap_or(0.0);
+        }
+    }
+    let kept: Vec<String> = if order.len() <= MAX_SERIES {
+        order
+    } else {
+        let mut by_total = order.clone();
+        by_total.sort_by(|a, b| totals[b].total_cmp(&totals[a]).then(a.cmp(b)));
+        // The largest first, then "Other".
+        by_total.truncate(MAX_SERIES - 1);
+        by_total
+    };
+    let folded = kept.len() < totals.len();
+    let index: BTreeMap<&str, usize> = kept
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut series: Vec<(String, Vec<f64>)> = kept
+        .iter()
+        .map(|n| (n.clone(), vec![0.0; x.len()]))
+        .collect();
+    if folded {
+        series.push((OTHER.to_owned(), vec![0.0; x.len()]));
+    }
     for row in &t.rows {
         let Some(s) = row[b].as_str().and_then(parse_rfc3339) else {
             continue;
         };
         let i = at[&s];
         for &v in &values {
-            let name = if values.len() > 1 || keys.is_empty() {
-                t.columns[v].clone()
-            } else {
-                group_key(row, &keys)
-            };
-            let ys = series.entry(name.clone()).or_insert_with(|| {
-                order.push(name);
-                vec![0.0; x.len()]
-            });
-            ys[i] += number(&row[v]).unwrap_or(0.0);
+            let k = index
+                .get(name_of(row, v).as_str())
+                .copied()
+                .unwrap_or(kept.len());
+            series[k].1[i] += number(&row[v]).unwrap_or(0.0);
         }
     }
-    let entries: Vec<(String, Vec<f64>)> = order
-        .into_iter()
-        .map(|n| {
-            let ys = series.remove(&n).unwrap_or_default();
-            (n, ys)
-        })
-        .collect();
-    let series = cap(
-        entries,
-        |ys| ys.iter().sum(),
-        |a, b| a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
-    );
     Ok(TimeSeries { x, series })
 }
 

@@ -7,4 +7,6 @@ mod chart;
 mod data;
 pub mod format;
 
-pub use chart::{ChartError, ChartGenerator, ChartKind, ChartOptions, MAX_SIDE, PALETTE};
+pub use chart::{
+    ChartError, ChartGenerator, ChartKind, ChartOptions, MAX_PIXELS, MAX_SIDE, PALETTE,
+};
