@@ -291,10 +291,25 @@ impl ReportScheduler {
     }
 
     async fn advance(&self, run: RunRow, outcome: &mut TickOutcome) -> Result<(), ReportError> {
+        let now = self.clock.now();
+        if run.output.is_some() {
+            if !run.deliveries.iter().any(|d| d.status == "pending") {
+                // Rendered, every delivery recorded: only the final status is missing.
+                self.catalog.settle_run(&run.id, micros(now))?;
+                return Ok(());
+            }
+            if !run
+                .deliveries
+                .iter()
+                .any(|d| d.status == "pending" && d.next_attempt_at <= micros(now))
+            {
+                // Waiting for a retry: nothing to read or parse until it is due.
+                return Ok(());
+            }
+        }
         let Some(row) = self.catalog.report_by_id(&run.report_id)? else {
             return Ok(());
         };
-        let now = self.clock.now();
         let parsed = serde_json::from_str(&row.definition)
             .map_err(ReportError::from)
             .and_then(|v| ReportDefinition::from_json(v).map_err(ReportError::from));
@@ -340,11 +355,6 @@ impl ReportScheduler {
                 }
             }
         };
-        if !run.deliveries.iter().any(|d| d.status == "pending") {
-            // Rendered, every delivery recorded: only the final status is missing.
-            self.catalog.settle_run(&run.id, micros(self.clock.now()))?;
-            return Ok(());
-        }
         let report: RenderedReport = serde_json::from_str(&output)?;
         for d in run.deliveries.iter().filter(|d| d.status == "pending") {
             if d.next_attempt_at > micros(self.clock.now()) {
