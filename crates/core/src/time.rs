@@ -3,6 +3,8 @@
 //! Buckets are computed in the query's time zone on the local calendar (a "day" in Europe/Berlin
 //! is 23 or 25 hours long across a DST change) and reported as the UTC instant they start at.
 
+use std::str::FromStr;
+
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -194,12 +196,283 @@ fn local_to_utc(local: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     }
 }
 
+/// A time range relative to an instant (a report's run, a dashboard's view), in whole periods
+/// of a time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelativeRange {
+    Today,
+    Yesterday,
+    /// The `n` whole days before today (today left out, so the numbers are final).
+    LastDays(u32),
+    /// The `n` days ending now: today so far and the `n - 1` days before it.
+    PastDays(u32),
+    LastWeeks(u32),
+    LastMonths(u32),
+    WeekToDate,
+    PreviousWeek,
+    MonthToDate,
+    PreviousMonth,
+    QuarterToDate,
+    PreviousQuarter,
+    YearToDate,
+    PreviousYear,
+}
+
+impl FromStr for RelativeRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let fixed = match s {
+            "today" => Some(Self::Today),
+            "yesterday" => Some(Self::Yesterday),
+            "week_to_date" | "this_week" => Some(Self::WeekToDate),
+            "previous_week" | "last_week" => Some(Self::PreviousWeek),
+            "month_to_date" | "this_month" => Some(Self::MonthToDate),
+            "previous_month" | "last_month" => Some(Self::PreviousMonth),
+            "quarter_to_date" => Some(Self::QuarterToDate),
+            "previous_quarter" => Some(Self::PreviousQuarter),
+            "year_to_date" | "this_year" => Some(Self::YearToDate),
+            "previous_year" | "last_year" => Some(Self::PreviousYear),
+            _ => None,
+        };
+        if let Some(r) = fixed {
+            return Ok(r);
+        }
+        let parse =
+            |rest: &str, max: u32| rest.parse::<u32>().ok().filter(|n| (1..=max).contains(n));
+        let n = |prefix: &str, suffix: &str| {
+            s.strip_prefix(prefix)?
+                .strip_suffix(suffix)
+                .map(str::to_owned)
+        };
+        if let Some(d) = n("last_", "_days").and_then(|d| parse(&d, 366)) {
+            return Ok(Self::LastDays(d));
+        }
+        if let Some(d) = n("past_", "_days").and_then(|d| parse(&d, 366)) {
+            return Ok(Self::PastDays(d));
+        }
+        if let Some(w) = n("last_", "_weeks").and_then(|w| parse(&w, 104)) {
+            return Ok(Self::LastWeeks(w));
+        }
+        if let Some(m) = n("last_", "_months").and_then(|m| parse(&m, 36)) {
+            return Ok(Self::LastMonths(m));
+        }
+        Err(format!(
+            "unknown time range `{s}`: use today, yesterday, last_N_days (N up to 366), \
+             past_N_days (today included), last_N_weeks, last_N_months, week_to_date, previous_week, month_to_date, \
+             previous_month, quarter_to_date, previous_quarter, year_to_date or previous_year"
+        ))
+    }
+}
+
+impl std::fmt::Display for RelativeRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Today => f.write_str("today"),
+            Self::Yesterday => f.write_str("yesterday"),
+            Self::LastDays(n) => write!(f, "last_{n}_days"),
+            Self::PastDays(n) => write!(f, "past_{n}_days"),
+            Self::LastWeeks(n) => write!(f, "last_{n}_weeks"),
+            Self::LastMonths(n) => write!(f, "last_{n}_months"),
+            Self::WeekToDate => f.write_str("week_to_date"),
+            Self::PreviousWeek => f.write_str("previous_week"),
+            Self::MonthToDate => f.write_str("month_to_date"),
+            Self::PreviousMonth => f.write_str("previous_month"),
+            Self::QuarterToDate => f.write_str("quarter_to_date"),
+            Self::PreviousQuarter => f.write_str("previous_quarter"),
+            Self::YearToDate => f.write_str("year_to_date"),
+            Self::PreviousYear => f.write_str("previous_year"),
+        }
+    }
+}
+
+impl Serialize for RelativeRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RelativeRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The first instant of `date` in `tz` (midnight, or the end of a DST gap at midnight).
+fn start_of(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let noon = date.and_hms_opt(12, 0, 0).unwrap_or_default();
+    let at_noon = tz
+        .from_local_datetime(&noon)
+        .earliest()
+        .map_or_else(|| noon.and_utc(), |d| d.with_timezone(&Utc));
+    Interval::Day.truncate(at_noon, tz)
+}
+
+fn months_back(date: NaiveDate, months: u32) -> NaiveDate {
+    let total = date.year() * 12 + date.month0() as i32 - months as i32;
+    NaiveDate::from_ymd_opt(total.div_euclid(12), total.rem_euclid(12) as u32 + 1, 1)
+        .unwrap_or(date)
+}
+
+impl RelativeRange {
+    /// The absolute range this means at instant `at` in `tz`. Ranges that end "now" end at
+    /// `at`; the others end at a period boundary.
+    pub fn resolve(self, at: DateTime<Utc>, tz: Tz) -> TimeRange {
+        let today = at.with_timezone(&tz).date_naive();
+        let day = |d: NaiveDate| start_of(d, tz);
+        let week_start = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+        let month_start = today.with_day(1).unwrap_or(today);
+        let quarter_start =
+            NaiveDate::from_ymd_opt(today.year(), (today.month0() / 3) * 3 + 1, 1).unwrap_or(today);
+        let year_start = NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today);
+        let (from, to) = match self {
+            Self::Today => (day(today), at),
+            Self::Yesterday => (day(today - Duration::days(1)), day(today)),
+            Self::LastDays(n) => (day(today - Duration::days(i64::from(n))), day(today)),
+            Self::PastDays(n) => (day(today - Duration::days(i64::from(n) - 1)), at),
+            Self::LastWeeks(n) => (
+                day(week_start - Duration::weeks(i64::from(n))),
+                day(week_start),
+            ),
+            Self::LastMonths(n) => (day(months_back(month_start, n)), day(month_start)),
+            Self::WeekToDate => (day(week_start), at),
+            Self::PreviousWeek => (day(week_start - Duration::weeks(1)), day(week_start)),
+            Self::MonthToDate => (day(month_start), at),
+            Self::PreviousMonth => (day(months_back(month_start, 1)), day(month_start)),
+            Self::QuarterToDate => (day(quarter_start), at),
+            Self::PreviousQuarter => (day(months_back(quarter_start, 3)), day(quarter_start)),
+            Self::YearToDate => (day(year_start), at),
+            Self::PreviousYear => (day(months_back(year_start, 12)), day(year_start)),
+        };
+        // A range that ends now, at the first instant of its period, is still one instant wide.
+        let to = to.max(from + Duration::microseconds(1));
+        TimeRange {
+            from,
+            to,
+            timezone: tz,
+        }
+    }
+}
+
+/// A relative range as resolved at an instant: what a rendered report, a dashboard widget or
+/// the overview shows it covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedRange {
+    /// The relative range as written (`past_7_days`).
+    pub relative: String,
+    pub from: String,
+    pub to: String,
+    pub timezone: String,
+}
+
+impl ResolvedRange {
+    pub fn new(relative: RelativeRange, range: &TimeRange) -> Self {
+        Self {
+            relative: relative.to_string(),
+            from: format_rfc3339(range.from),
+            to: format_rfc3339(range.to),
+            timezone: range.timezone.name().to_owned(),
+        }
+    }
+}
+
+/// The wire form of a resolved range (what `/v1/query` takes).
+pub fn range_spec(range: &TimeRange) -> TimeRangeSpec {
+    TimeRangeSpec {
+        from: format_rfc3339(range.from),
+        to: format_rfc3339(range.to),
+        timezone: Some(range.timezone.name().to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_rfc3339(s).unwrap()
+    }
+
+    #[test]
+    fn relative_ranges_resolve_in_the_time_zone() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        // Monday 2026-11-23 09:00 in Berlin (UTC+1).
+        let now = t("2026-11-23T08:00:00Z");
+        let cases = [
+            (
+                "last_7_days",
+                "2026-11-15T23:00:00Z",
+                "2026-11-22T23:00:00Z",
+            ),
+            ("yesterday", "2026-11-21T23:00:00Z", "2026-11-22T23:00:00Z"),
+            ("today", "2026-11-22T23:00:00Z", "2026-11-23T08:00:00Z"),
+            (
+                "previous_week",
+                "2026-11-15T23:00:00Z",
+                "2026-11-22T23:00:00Z",
+            ),
+            (
+                "week_to_date",
+                "2026-11-22T23:00:00Z",
+                "2026-11-23T08:00:00Z",
+            ),
+            (
+                "month_to_date",
+                "2026-10-31T23:00:00Z",
+                "2026-11-23T08:00:00Z",
+            ),
+            // October holds the DST change: it starts at +2 and ends at +1.
+            (
+                "previous_month",
+                "2026-09-30T22:00:00Z",
+                "2026-10-31T23:00:00Z",
+            ),
+            (
+                "last_2_months",
+                "2026-08-31T22:00:00Z",
+                "2026-10-31T23:00:00Z",
+            ),
+            (
+                "previous_quarter",
+                "2026-06-30T22:00:00Z",
+                "2026-09-30T22:00:00Z",
+            ),
+            (
+                "previous_year",
+                "2024-12-31T23:00:00Z",
+                "2025-12-31T23:00:00Z",
+            ),
+            (
+                "past_1_days",
+                "2026-11-22T23:00:00Z",
+                "2026-11-23T08:00:00Z",
+            ),
+            (
+                "past_7_days",
+                "2026-11-16T23:00:00Z",
+                "2026-11-23T08:00:00Z",
+            ),
+            (
+                "last_2_weeks",
+                "2026-11-08T23:00:00Z",
+                "2026-11-22T23:00:00Z",
+            ),
+        ];
+        for (name, from, to) in cases {
+            let r: RelativeRange = name.parse().unwrap();
+            assert_eq!(r.to_string(), name);
+            let range = r.resolve(now, berlin);
+            assert_eq!((range.from, range.to), (t(from), t(to)), "{name}");
+        }
+        assert!("last_0_days".parse::<RelativeRange>().is_err());
+        assert!(
+            "fortnight"
+                .parse::<RelativeRange>()
+                .unwrap_err()
+                .contains("last_N_days")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_core::ProjectId;
-use tally_core::time::format_rfc3339;
+use tally_core::time::{ResolvedRange, format_rfc3339};
 use tally_query::{Aggregator, QueryRequest};
 use tally_store::{ResultTable, Store};
 use tally_viz::ChartKind;
@@ -27,15 +27,6 @@ pub struct RenderedReport {
     pub watermark: String,
     pub time_range: ResolvedRange,
     pub sections: Vec<RenderedSection>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResolvedRange {
-    /// The definition's relative range (`last_7_days`).
-    pub relative: String,
-    pub from: String,
-    pub to: String,
-    pub timezone: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,12 +102,7 @@ impl ReportGenerator {
             title: def.title.clone(),
             at: format_rfc3339(at),
             watermark: format_rfc3339(watermark),
-            time_range: ResolvedRange {
-                relative: def.time_range.to_string(),
-                from: format_rfc3339(range.from),
-                to: format_rfc3339(range.to),
-                timezone: tz.name().to_owned(),
-            },
+            time_range: ResolvedRange::new(def.time_range, &range),
             sections,
         })
     }

@@ -20,7 +20,7 @@ pub use delivery::{
     Deliverer, DeliveryConfig, DeliveryError, MAX_WEBHOOK_TIMEOUT, SmtpConfig, WEBHOOK_TIMEOUT,
     signature,
 };
-pub use generator::{RenderedReport, RenderedSection, ReportGenerator, ResolvedRange};
+pub use generator::{RenderedReport, RenderedSection, ReportGenerator};
 pub use saved::{
     DeliveryView, MAX_REPORTS_PER_PROJECT, RunView, SavedReport, create_report, is_not_found,
     load_report, runs, update_report,
@@ -30,6 +30,7 @@ pub use scheduler::{
     MAX_CONCURRENT_RUNS, ReportScheduler, SchedulerConfig, TickOutcome, first_slot,
     record_manual_run, schedule_of,
 };
+pub use tally_core::time::ResolvedRange;
 
 use tally_core::FieldError;
 

@@ -22,7 +22,18 @@ pub(crate) struct ProjectArg {
     #[arg(long)]
     project: Option<String>,
     #[command(flatten)]
-    data: DataDirArg,
+    pub(crate) data: DataDirArg,
+}
+
+impl ProjectArg {
+    /// The data directory's catalog and the project named (or the only one).
+    pub(crate) fn open(
+        &self,
+    ) -> anyhow::Result<(Arc<tally_catalog::Catalog>, tally_catalog::Project)> {
+        let catalog = open_catalog(&self.data.data_dir)?;
+        let project = super::import::resolve_project(&catalog, self.project.as_deref())?;
+        Ok((catalog, project))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,7 +107,7 @@ pub(crate) enum ReportsCommand {
     },
 }
 
-fn read_body(file: &PathBuf) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn read_body(file: &PathBuf) -> anyhow::Result<serde_json::Value> {
     let text = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -127,11 +138,7 @@ fn instant(s: Option<&str>, flag: &str) -> anyhow::Result<Option<chrono::DateTim
 }
 
 pub(crate) fn run(cmd: ReportsCommand) -> anyhow::Result<()> {
-    let open = |p: &ProjectArg| -> anyhow::Result<_> {
-        let catalog = open_catalog(&p.data.data_dir)?;
-        let project = super::import::resolve_project(&catalog, p.project.as_deref())?;
-        Ok((catalog, project))
-    };
+    let open = ProjectArg::open;
     let now = chrono::Utc::now();
     match cmd {
         ReportsCommand::Create { file, project } => {
