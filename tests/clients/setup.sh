@@ -6,7 +6,7 @@
 #
 # - Python venv DIR/py with segment-analytics-python, posthog and aiosmtpd (PyPI)
 # - DIR/node/node_modules with @segment/analytics-node (npm)
-# - Debian's chromium (apt), for the browser tests
+# - Debian's chromium and chromedriver (apt), for the browser tests
 set -euo pipefail
 DIR=${1:-${TALLY_TEST_ENV:-$HOME/.cache/tally/test-env}}
 PY_PACKAGES="segment-analytics-python==2.4.0 posthog==7.91.1 aiosmtpd==1.4.6"
@@ -21,6 +21,7 @@ apt_install() {
   fi
 }
 command -v chromium >/dev/null || apt_install chromium
+command -v chromedriver >/dev/null || apt_install chromium-driver
 WANT="py: $PY_PACKAGES; node: $NODE_PACKAGES"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   exit 0

@@ -57,15 +57,20 @@ pub struct ApiKey {
 }
 
 pub(crate) fn new_key(scope: KeyScope) -> String {
+    new_secret(scope.prefix())
+}
+
+/// `prefix` and 32 random base-62 characters (190 bits).
+pub(crate) fn new_secret(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut rng = rand::rng();
     let body: String = (0..32)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
-    format!("{}{body}", scope.prefix())
+    format!("{prefix}{body}")
 }
 
-fn hash_key(key: &str) -> String {
+pub(crate) fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 

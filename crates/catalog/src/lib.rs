@@ -1,11 +1,12 @@
 //! The metadata store: projects, API keys, event schemas, saved rules, persons and groups, reports
-//! with their runs and deliveries, and the
+//! with their runs and deliveries, dashboards with their share links, and the
 //! manifest of Parquet files (with the WAL position they cover), in one embedded SQLite database (`meta.sqlite` in the data dir).
 //!
 //! SQLite runs in WAL journal mode with a busy timeout, so the CLI (`tally project create`) and a
 //! running server can use the same file at once. This crate never holds event data and never
 //! decides what a query means; it only remembers.
 
+mod dashboards;
 mod files;
 mod keys;
 mod migrations;
@@ -19,6 +20,7 @@ use std::path::Path;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
+pub use dashboards::{CreatedShare, DashboardRow, ShareRow};
 pub use files::{ParquetFileEntry, WAL_PERSISTED_KEY};
 pub use keys::{ApiKey, KeyScope};
 pub use persons::{Group, MergeOutcome, Person, PersonOverrides};

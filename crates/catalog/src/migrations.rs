@@ -116,6 +116,24 @@ const MIGRATIONS: &[&str] = &[
         delivered_at INTEGER,
         PRIMARY KEY (run_id, channel)
      );",
+    // 5: dashboards and their read-only share links (only a hash of each token is kept).
+    "CREATE TABLE dashboards (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        definition TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+     );
+     CREATE INDEX dashboards_by_project ON dashboards(project_id);
+     CREATE TABLE dashboard_shares (
+        id TEXT PRIMARY KEY,
+        dashboard_id TEXT NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE,
+        token_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+     );
+     CREATE INDEX dashboard_shares_by_dashboard ON dashboard_shares(dashboard_id);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

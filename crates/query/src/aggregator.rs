@@ -64,6 +64,42 @@ impl QueryItem {
 }
 
 impl QueryItem {
+    /// Checks the item as it would run for `project` over `range`, without running it; errors
+    /// name fields below `at` (the item's path in the request). A formula's operands are
+    /// checked when it runs, against the request it is part of.
+    pub fn check(
+        &self,
+        project: &ProjectId,
+        range: &TimeRange,
+        at: &str,
+    ) -> Result<(), FieldError> {
+        match self {
+            Self::Rule(r) => {
+                r.compile(project, range, at)?;
+                if let Some(iv) = r.interval {
+                    check_buckets(iv, range, at)?;
+                }
+            }
+            Self::Funnel(f) => {
+                f.compile(project, range, at)?;
+            }
+            Self::Retention(r) => {
+                r.compile(project, range, at)?;
+            }
+            Self::Formula(_) => {}
+            Self::Sessions(s) => {
+                s.compile(project, range, at)?;
+            }
+            Self::Paths(p) => {
+                p.compile(project, range, at)?;
+            }
+            Self::Stickiness(a) | Self::Lifecycle(a) => {
+                a.compile(range, at)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The `kind` this item is written with.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -179,28 +215,7 @@ impl Aggregator {
         check_names(request.rules.iter().map(QueryItem::name))?;
         // Every item is checked before any runs: a bad last item costs no work.
         for (i, item) in request.rules.iter().enumerate() {
-            let at = format!("rules[{i}]");
-            match item {
-                QueryItem::Rule(r) => {
-                    r.compile(project, &range, &at)?;
-                }
-                QueryItem::Funnel(f) => {
-                    f.compile(project, &range, &at)?;
-                }
-                QueryItem::Retention(r) => {
-                    r.compile(project, &range, &at)?;
-                }
-                QueryItem::Formula(_) => {}
-                QueryItem::Sessions(s) => {
-                    s.compile(project, &range, &at)?;
-                }
-                QueryItem::Paths(p) => {
-                    p.compile(project, &range, &at)?;
-                }
-                QueryItem::Stickiness(a) | QueryItem::Lifecycle(a) => {
-                    a.compile(&range, &at)?;
-                }
-            }
+            item.check(project, &range, &format!("rules[{i}]"))?;
         }
         let rules: Vec<AggregationRule> = request
             .rules

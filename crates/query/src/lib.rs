@@ -12,6 +12,7 @@ mod aggregator;
 mod fields;
 mod formula;
 mod funnel;
+mod overview;
 mod paths;
 mod retention;
 mod rule;
@@ -25,6 +26,9 @@ pub use aggregator::{
 pub use fields::resolve_field;
 pub use formula::FormulaQuery;
 pub use funnel::{FunnelQuery, FunnelStep};
+pub use overview::{
+    NOW_MINUTES, Overview, OverviewPlan, RangeTotals, Series, TOP_N, TopRow, Totals,
+};
 pub use paths::{Direction, PathAnchor, PathItems, PathsQuery};
 pub use retention::RetentionQuery;
 pub use rule::{AggregationRule, Compare, FilterSpec, MeasureSpec, OTHER_GROUP};

@@ -53,6 +53,16 @@ pub(crate) fn authorize(
     headers: &HeaderMap,
     scope: KeyScope,
 ) -> Result<ProjectId, ApiError> {
+    let (project, got) = identify(cache, catalog, headers)?;
+    check_scope(project, got, scope, "authorization")
+}
+
+/// The project and scope of the request's key, whatever its scope.
+pub(crate) fn identify(
+    cache: &KeyCache,
+    catalog: &Catalog,
+    headers: &HeaderMap,
+) -> Result<(ProjectId, KeyScope), ApiError> {
     let key = bearer(headers).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -61,7 +71,44 @@ pub(crate) fn authorize(
         )
         .field("authorization")
     })?;
-    check_key(cache, catalog, key, scope, "authorization")
+    grant(cache, catalog, key, "authorization")
+}
+
+fn grant(
+    cache: &KeyCache,
+    catalog: &Catalog,
+    key: &str,
+    field: &str,
+) -> Result<(ProjectId, KeyScope), ApiError> {
+    cache.lookup(catalog, key)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+            "the key is unknown or revoked",
+        )
+        .field(field)
+    })
+}
+
+fn check_scope(
+    project: ProjectId,
+    got: KeyScope,
+    scope: KeyScope,
+    field: &str,
+) -> Result<ProjectId, ApiError> {
+    if got != scope {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_key_scope",
+            format!(
+                "a {} key cannot be used here; this endpoint needs a {} key",
+                got.as_str(),
+                scope.as_str()
+            ),
+        )
+        .field(field));
+    }
+    Ok(project)
 }
 
 /// The project of `key`, which must have `scope`; errors name `field` (where the key came from).
@@ -72,25 +119,8 @@ pub(crate) fn check_key(
     scope: KeyScope,
     field: &str,
 ) -> Result<ProjectId, ApiError> {
-    match cache.lookup(catalog, key)? {
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_key",
-            "the key is unknown or revoked",
-        )
-        .field(field)),
-        Some((_, got)) if got != scope => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_key_scope",
-            format!(
-                "a {} key cannot be used here; this endpoint needs a {} key",
-                got.as_str(),
-                scope.as_str()
-            ),
-        )
-        .field(field)),
-        Some((project, _)) => Ok(project),
-    }
+    let (project, got) = grant(cache, catalog, key, field)?;
+    check_scope(project, got, scope, field)
 }
 
 /// The user name of `Authorization: Basic ...` (Segment's libraries send the write key as the

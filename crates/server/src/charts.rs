@@ -55,6 +55,64 @@ impl From<ChartError> for ApiError {
     }
 }
 
+/// What a chart endpoint answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChartFormat {
+    /// The data the chart would draw (dashboard widgets only).
+    Json,
+    Svg,
+    Png,
+}
+
+impl ChartFormat {
+    /// `format` as given, `svg` by default (`json` by default where `json` is allowed).
+    pub(crate) fn parse(format: Option<&str>, json: bool) -> Result<Self, ApiError> {
+        match (format, json) {
+            (None, true) | (Some("json"), true) => Ok(Self::Json),
+            (None, false) | (Some("svg"), _) => Ok(Self::Svg),
+            (Some("png"), _) => Ok(Self::Png),
+            (Some(other), _) => Err(ApiError::bad_request(FieldError::new(
+                "invalid_format",
+                "format",
+                format!(
+                    "unknown format `{other}`: use {}svg or png",
+                    if json { "json, " } else { "" }
+                ),
+            ))),
+        }
+    }
+}
+
+/// An SVG chart answered as SVG, or rasterized to PNG at `scale` (1 to 4, default 2).
+pub(crate) async fn chart_response(
+    charts: tally_viz::ChartGenerator,
+    svg: String,
+    format: ChartFormat,
+    scale: Option<f32>,
+) -> Result<Response, ApiError> {
+    let scale = scale.unwrap_or(2.0);
+    if !(1.0..=4.0).contains(&scale) {
+        return Err(ApiError::bad_request(FieldError::new(
+            "invalid_scale",
+            "scale",
+            "between 1 and 4",
+        )));
+    }
+    let (ctype, bytes) = if format == ChartFormat::Png {
+        // Rasterizing takes milliseconds of CPU: off the async workers.
+        let png = tokio::task::spawn_blocking(move || charts.png(&svg, scale))
+            .await
+            .map_err(|e| ApiError::internal("the chart task failed", e))??;
+        ("image/png", png)
+    } else {
+        ("image/svg+xml", svg.into_bytes())
+    };
+    let mut r = bytes.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    Ok(r)
+}
+
 pub(crate) async fn post_chart(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -64,17 +122,7 @@ pub(crate) async fn post_chart(
     let s = &state.inner;
     let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Read)?;
     let request: ChartRequest = read_json(body, MAX_CHART_BODY).await?;
-    let png = match params.format.as_deref().unwrap_or("svg") {
-        "svg" => false,
-        "png" => true,
-        other => {
-            return Err(ApiError::bad_request(FieldError::new(
-                "invalid_format",
-                "format",
-                format!("unknown format `{other}`: use svg or png"),
-            )));
-        }
-    };
+    let format = ChartFormat::parse(params.format.as_deref(), false)?;
     let range =
         TimeRange::from_spec(&request.time_range, "time_range").map_err(ApiError::bad_request)?;
     let name = request.query.name().to_owned();
@@ -97,29 +145,6 @@ pub(crate) async fn post_chart(
         title: request.title,
         timezone: range.timezone,
     };
-    let charts = s.charts.clone();
-    let kind = request.kind;
-    let scale = params.scale.unwrap_or(2.0);
-    if !(1.0..=4.0).contains(&scale) {
-        return Err(ApiError::bad_request(FieldError::new(
-            "invalid_scale",
-            "scale",
-            "between 1 and 4",
-        )));
-    }
-    // Rasterizing takes milliseconds of CPU: off the async workers.
-    let (ctype, bytes) = tokio::task::spawn_blocking(move || -> Result<_, ChartError> {
-        let svg = charts.svg(kind, &table, &options)?;
-        if png {
-            Ok(("image/png", charts.png(&svg, scale)?))
-        } else {
-            Ok(("image/svg+xml", svg.into_bytes()))
-        }
-    })
-    .await
-    .map_err(|e| ApiError::internal("the chart task failed", e))??;
-    let mut r = bytes.into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    Ok(r)
+    let svg = s.charts.svg(request.kind, &table, &options)?;
+    chart_response(s.charts.clone(), svg, format, params.scale).await
 }

@@ -8,10 +8,12 @@
 mod auth;
 mod charts;
 mod config;
+mod dashboards;
 mod error;
 mod identity;
 mod ingest;
 mod metrics;
+mod overview;
 mod posthog;
 mod query;
 mod reports;
@@ -20,6 +22,7 @@ mod segment;
 mod sql;
 mod state;
 mod tracker;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,6 +102,39 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reports/{id}/send", post(reports::send))
         .route("/v1/reports/{id}/runs", get(reports::runs))
         .route("/v1/reports/{id}/runs/{run}", get(reports::get_run))
+        .route("/v1/project", get(ui::project))
+        .route("/v1/overview", get(overview::get_overview))
+        .route("/v1/overview/stream", get(overview::stream))
+        .route(
+            "/v1/dashboards",
+            post(dashboards::create).get(dashboards::list),
+        )
+        .route(
+            "/v1/dashboards/{id}",
+            get(dashboards::get_one)
+                .put(dashboards::replace)
+                .delete(dashboards::delete),
+        )
+        .route("/v1/dashboards/{id}/widgets", post(dashboards::add_widget))
+        .route(
+            "/v1/dashboards/{id}/widgets/{widget}",
+            get(dashboards::widget),
+        )
+        .route(
+            "/v1/dashboards/{id}/shares",
+            post(dashboards::create_share).get(dashboards::list_shares),
+        )
+        .route(
+            "/v1/dashboards/{id}/shares/{share}",
+            axum::routing::delete(dashboards::revoke_share),
+        )
+        .route("/v1/widgets/preview", post(dashboards::preview))
+        .route("/v1/shared/{token}", get(dashboards::get_shared))
+        .route(
+            "/v1/shared/{token}/widgets/{widget}",
+            get(dashboards::shared_widget),
+        )
+        .merge(ui::routes())
         .route("/v1/persons/{id}", get(identity::get_person))
         .route("/v1/groups/{type}/{key}", get(identity::get_group))
         // Before the ingest routes are merged: theirs stays inside the CORS layer, which

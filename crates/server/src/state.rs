@@ -15,7 +15,7 @@ use tally_report::{
     SystemClock,
 };
 use tally_store::{EmbeddedStore, SqlLimits};
-use tally_viz::ChartGenerator;
+use tally_viz::{ChartGenerator, DashboardManager};
 use tokio::sync::Semaphore;
 
 use crate::auth::KeyCache;
@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) trust_proxy: bool,
     pub(crate) charts: ChartGenerator,
     pub(crate) reports: Arc<ReportScheduler>,
+    pub(crate) dashboards: DashboardManager,
+    pub(crate) overviews: crate::overview::OverviewCache,
 }
 
 impl AppState {
@@ -63,6 +65,8 @@ impl AppState {
     ) -> Self {
         let aggregator = Aggregator::new(Arc::new(store.clone()));
         let charts = ChartGenerator::new();
+        let dashboards =
+            DashboardManager::new(Arc::clone(&catalog), aggregator.clone(), charts.clone());
         let delivery = DeliveryConfig {
             report_dir: store.data_dir().join("reports"),
             smtp: None,
@@ -93,6 +97,8 @@ impl AppState {
                 trust_proxy: false,
                 charts,
                 reports,
+                dashboards,
+                overviews: Default::default(),
             }),
         }
     }

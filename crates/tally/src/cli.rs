@@ -1,6 +1,7 @@
 //! The command line: `tally serve`, `tally project ...`, `tally schemas ...`, `tally rules ...`,
-//! `tally reports ...`, `tally query`, `tally import`.
+//! `tally reports ...`, `tally dashboards ...`, `tally query`, `tally import`.
 
+mod dashboards;
 mod import;
 mod project;
 mod query;
@@ -38,6 +39,9 @@ enum Command {
     /// Define, render and send reports; read their run history.
     #[command(subcommand)]
     Reports(reports::ReportsCommand),
+    /// Save, list and delete dashboards; create and revoke their read-only share links.
+    #[command(subcommand)]
+    Dashboards(dashboards::DashboardsCommand),
     /// Import newline-delimited JSON events (optionally .gz) with the BatchProcessor.
     Import(import::ImportArgs),
 }
@@ -68,6 +72,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Schemas(cmd) => project::run_schemas(cmd),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Reports(cmd) => reports::run(cmd),
+        Command::Dashboards(cmd) => dashboards::run(cmd),
         Command::Query(args) => runtime().and_then(|rt| rt.block_on(query::run(args))),
         Command::Import(args) => runtime().and_then(|rt| rt.block_on(import::run(args))),
     };
