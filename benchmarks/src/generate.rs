@@ -41,6 +41,7 @@ use crate::rng::{AliasTable, Rng, mix64, zipf_weights};
 /// The end (exclusive) of every generated data set.
 pub(crate) const END_RFC3339: &str = "2026-11-20T00:00:00Z";
 /// [`END_RFC3339`] in milliseconds since the Unix epoch.
+#[cfg(test)]
 pub(crate) const END_UNIX_MS: i64 = 1_795_132_800_000;
 pub(crate) const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -53,9 +54,13 @@ pub(crate) struct GenerateArgs {
     /// Number of events.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
-    /// Days of data, ending 2026-11-20T00:00:00Z.
+    /// Days of data, ending at `--end`.
     #[arg(long, default_value_t = 90)]
     days: u32,
+    /// The end (exclusive) of the data: a UTC midnight. Keep the default for figures comparable
+    /// with earlier runs; the overview benchmark needs data that ends about now.
+    #[arg(long, default_value = END_RFC3339)]
+    end: String,
     /// Seed: the same seed gives a byte-identical file.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -68,8 +73,9 @@ pub(crate) struct GenerateArgs {
 }
 
 pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let end_ms = end_millis(&args.end)?;
     let started = Instant::now();
-    let summary = write_file(&args.out, args.events, args.days, args.seed)?;
+    let summary = write_file(&args.out, args.events, args.days, args.seed, end_ms)?;
     let seconds = started.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&args.out)
         .with_context(|| format!("reading the size of {}", args.out.display()))?
@@ -82,7 +88,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
         persons: summary.persons,
         most_active_user: summary.most_active_user,
         from: summary.from,
-        to: END_RFC3339.to_owned(),
+        to: args.end.clone(),
         bytes,
         seconds,
         events_per_sec: rate(args.events, seconds),
@@ -108,14 +114,25 @@ pub(crate) struct Summary {
     pub(crate) kinds: BTreeMap<String, u64>,
 }
 
-/// Generates the events into `path` (gzip if it ends in `.gz`).
+/// `--end` in milliseconds since the Unix epoch; it must be a UTC midnight.
+fn end_millis(end: &str) -> anyhow::Result<i64> {
+    let t = DateTime::parse_from_rfc3339(end).with_context(|| format!("--end `{end}`"))?;
+    let ms = t.timestamp_millis();
+    if ms.rem_euclid(DAY_MS) != 0 {
+        bail!("--end must be a UTC midnight (YYYY-MM-DDT00:00:00Z), not `{end}`");
+    }
+    Ok(ms)
+}
+
+/// Generates the events of the `days` before `end_ms` into `path` (gzip if it ends in `.gz`).
 pub(crate) fn write_file(
     path: &Path,
     events: u64,
     days: u32,
     seed: u64,
+    end_ms: i64,
 ) -> anyhow::Result<Summary> {
-    let mut generator = Generator::new(events, days, seed)?;
+    let mut generator = Generator::new(events, days, seed, end_ms)?;
     let gzip = path.extension().is_some_and(|e| e == "gz");
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
@@ -413,11 +430,11 @@ pub(crate) struct Generator {
 }
 
 impl Generator {
-    pub(crate) fn new(events: u64, days: u32, seed: u64) -> anyhow::Result<Self> {
+    pub(crate) fn new(events: u64, days: u32, seed: u64, end_ms: i64) -> anyhow::Result<Self> {
         if days == 0 || days > 3650 {
             bail!("--days must be between 1 and 3650");
         }
-        let start_ms = END_UNIX_MS - i64::from(days) * DAY_MS;
+        let start_ms = end_ms - i64::from(days) * DAY_MS;
         let day_prefixes = (0..i64::from(days))
             .map(|d| {
                 let t = DateTime::<Utc>::from_timestamp_millis(start_ms + d * DAY_MS)
@@ -806,8 +823,16 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn the_end_is_a_utc_midnight() {
+        assert_eq!(end_millis(END_RFC3339).expect("the default"), END_UNIX_MS);
+        assert!(end_millis("2026-11-20T12:00:00Z").is_err());
+        assert!(end_millis("2026-11-20T00:00:00+01:00").is_err());
+        assert!(end_millis("tomorrow").is_err());
+    }
+
     fn events(n: u64, days: u32, seed: u64) -> Vec<serde_json::Value> {
-        let mut g = Generator::new(n, days, seed).expect("generator");
+        let mut g = Generator::new(n, days, seed, END_UNIX_MS).expect("generator");
         let mut out = Vec::new();
         while g.next_event(&mut out) {}
         out.split(|b| *b == b'\n')
@@ -868,9 +893,9 @@ mod tests {
         let b = dir.path().join("b.ndjson.gz");
         let c = dir.path().join("c.ndjson.gz");
         // Enough events for several chunks.
-        let sa = write_file(&a, 30_000, 10, 7).expect("a");
-        let sb = write_file(&b, 30_000, 10, 7).expect("b");
-        write_file(&c, 30_000, 10, 8).expect("c");
+        let sa = write_file(&a, 30_000, 10, 7, END_UNIX_MS).expect("a");
+        let sb = write_file(&b, 30_000, 10, 7, END_UNIX_MS).expect("b");
+        write_file(&c, 30_000, 10, 8, END_UNIX_MS).expect("c");
         let (a, b, c) = (
             std::fs::read(a).expect("read"),
             std::fs::read(b).expect("read"),
@@ -961,7 +986,7 @@ mod tests {
             *per_user.entry(u).or_default() += 1;
         }
         let top = per_user.iter().max_by_key(|(_, n)| **n).map(|(u, _)| *u);
-        let g = Generator::new(50_000, 30, 3).expect("generator");
+        let g = Generator::new(50_000, 30, 3, END_UNIX_MS).expect("generator");
         assert_eq!(top, Some(g.summary().most_active_user.as_str()));
 
         // Purchases carry a value within 1..500 and a plan.

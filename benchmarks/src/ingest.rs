@@ -445,7 +445,8 @@ mod tests {
     fn gzip_bodies_decompress_to_the_same_json() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("g.ndjson.gz");
-        crate::generate::write_file(&path, 250, 2, 9).expect("generate");
+        crate::generate::write_file(&path, 250, 2, 9, crate::generate::END_UNIX_MS)
+            .expect("generate");
         let plain = load_batches(&path, 100, usize::MAX, false).expect("load");
         let gz = load_batches(&path, 100, usize::MAX, true).expect("load");
         assert_eq!(plain.events, 250);

@@ -6,6 +6,7 @@
 //! - `latency` measures how soon an acknowledged event is visible to `POST /v1/query`;
 //! - `queries` times a fixed suite of queries (the same suite `peers_compare.py` runs on
 //!   DuckDB and chDB), and rollup answers of saved rules;
+//! - `overview` times the web UI's front page (`GET /v1/overview`) for several ranges;
 //! - `report` merges results saved with `--json` into Markdown for BENCHMARKS.md.
 //!
 //! Every subcommand prints a Markdown table fragment at the end. See `benchmarks/README.md`.
@@ -14,6 +15,7 @@ mod generate;
 mod http;
 mod ingest;
 mod latency;
+mod overview;
 mod queries;
 mod report;
 mod rng;
@@ -43,6 +45,8 @@ enum Command {
     Latency(latency::LatencyArgs),
     /// Time the query suite against a server holding generated data.
     Queries(queries::QueriesArgs),
+    /// Time the web UI's overview (GET /v1/overview), computed afresh each run.
+    Overview(overview::OverviewArgs),
     /// Merge results saved with --json into Markdown tables.
     Report(report::ReportArgs),
 }
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(args),
         Command::Latency(args) => latency::run(args),
         Command::Queries(args) => queries::run(args),
+        Command::Overview(args) => overview::run(args),
         Command::Report(args) => report::run(args),
     };
     match result {
