@@ -27,7 +27,8 @@ pub use fields::resolve_field;
 pub use formula::FormulaQuery;
 pub use funnel::{FunnelQuery, FunnelStep};
 pub use overview::{
-    NOW_MINUTES, Overview, OverviewPlan, RangeTotals, Series, TOP_N, TopRow, Totals,
+    NOW_MINUTES, Overview, OverviewPlan, ROLLUP_PREFIX as OVERVIEW_ROLLUP_PREFIX, RangeTotals,
+    Series, TOP_N, TopRow, Totals,
 };
 pub use paths::{Direction, PathAnchor, PathItems, PathsQuery};
 pub use retention::RetentionQuery;

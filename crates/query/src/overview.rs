@@ -5,6 +5,11 @@
 //! Every figure is an ordinary trend rule run by the `Aggregator` (all at once), so each number
 //! is what `POST /v1/query` answers for the same rule and range; [`Overview::queries`] lists
 //! them.
+//!
+//! Speed: the server keeps a rollup of each of the overview's rules ([`Overview::rollups`]) for
+//! every project, and ranges that end now are counted through the end of the current UTC hour
+//! (events are not timestamped in the future, so the numbers are the same), so that everything
+//! but "now" is answered by merging hourly cells, whatever the number of events.
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -12,9 +17,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tally_core::time::{RelativeRange, ResolvedRange, range_spec};
 use tally_core::{ProjectId, TimeRange};
-use tally_store::ResultTable;
+use tally_store::{ResultTable, RollupDef};
 
-use crate::{Aggregator, QueryError, QueryItem, QueryRequest};
+use crate::{AggregationRule, Aggregator, QueryError, QueryItem, QueryRequest};
 
 /// "Now" is this many minutes back.
 pub const NOW_MINUTES: i64 = 5;
@@ -72,14 +77,56 @@ pub struct Series {
 pub struct TopRow {
     pub value: Value,
     pub events: u64,
-    /// Distinct persons with the value; `null` past the 100 values with the most persons.
-    pub persons: Option<u64>,
+    /// The value's share of the list's events in the range (all of them, not only the top
+    /// rows'), from 0 to 1.
+    pub share: f64,
 }
+
+/// The ids of the overview's rollups start with this (saved rule names may not).
+pub const ROLLUP_PREFIX: &str = "$overview.";
 
 fn rule(name: &str, v: Value) -> QueryItem {
     let mut v = v;
     v["name"] = Value::String(name.to_owned());
     serde_json::from_value(v).unwrap_or_else(|e| panic!("overview rule {name}: {e}"))
+}
+
+/// The rule of top list `name` over `field` (page views only with `pages`); `total` counts all
+/// the list's events instead of grouping them.
+fn top(name: &str, field: &str, pages: bool, total: bool) -> QueryItem {
+    let mut filters = vec![json!([field, "exists"])];
+    if pages {
+        filters.push(json!(["event", "eq", "pageview"]));
+    }
+    if total {
+        rule(
+            name,
+            json!({"measure": {"op": "count"}, "filters": filters}),
+        )
+    } else {
+        rule(
+            name,
+            json!({"measure": {"op": "count"}, "group_by": [field], "limit": TOP_N,
+                   "filters": filters}),
+        )
+    }
+}
+
+/// `at` rounded up to a whole UTC hour.
+fn end_of_hour(at: DateTime<Utc>) -> DateTime<Utc> {
+    const HOUR_US: i64 = 3_600_000_000;
+    let us = at.timestamp_micros();
+    DateTime::from_timestamp_micros(us + (HOUR_US - us.rem_euclid(HOUR_US)) % HOUR_US).unwrap_or(at)
+}
+
+/// `range` resolved at `at`; when it ends now and starts on a whole UTC hour, it ends at the
+/// end of the current hour instead, so that rollups can answer it.
+fn resolve(range: RelativeRange, at: DateTime<Utc>, tz: Tz) -> TimeRange {
+    let mut r = range.resolve(at, tz);
+    if r.to >= at && r.from.timestamp_micros() % 3_600_000_000 == 0 {
+        r.to = end_of_hour(at).max(r.to);
+    }
+    r
 }
 
 fn count(name: &str) -> QueryItem {
@@ -114,9 +161,29 @@ pub struct OverviewPlan {
 }
 
 impl Overview {
+    /// The rollups that answer the overview of `project` (all but "now"), with their ids.
+    pub fn rollups(project: &ProjectId) -> Vec<(String, RollupDef)> {
+        let mut rules = vec![count("events"), persons("persons")];
+        for (name, field, pages) in TOPS {
+            rules.push(top(&format!("top_{name}"), field, pages, false));
+            rules.push(top(&format!("top_{name}_total"), field, pages, true));
+        }
+        rules
+            .into_iter()
+            .filter_map(|item| match item {
+                QueryItem::Rule(r) => Some(r),
+                _ => None,
+            })
+            .filter_map(|r: AggregationRule| {
+                let def = r.rollup_def(project).ok()?;
+                Some((format!("{ROLLUP_PREFIX}{}", r.name), def))
+            })
+            .collect()
+    }
+
     /// What the overview runs at `at` for `range` in `tz`.
     pub fn queries(range: RelativeRange, tz: Tz, at: DateTime<Utc>) -> OverviewPlan {
-        let selected = range.resolve(at, tz);
+        let selected = resolve(range, at, tz);
         let interval = if selected.to - selected.from <= Duration::days(2) {
             "hour"
         } else {
@@ -141,20 +208,8 @@ impl Overview {
             ),
         ];
         for (name, field, pages) in TOPS {
-            let mut filters = vec![json!([field, "exists"])];
-            if pages {
-                filters.push(json!(["event", "eq", "pageview"]));
-            }
-            items.push(rule(
-                &format!("top_{name}"),
-                json!({"measure": {"op": "count"}, "group_by": [field], "limit": TOP_N,
-                       "filters": filters}),
-            ));
-            items.push(rule(
-                &format!("top_{name}_persons"),
-                json!({"measure": {"op": "unique_users"}, "group_by": [field], "limit": 100,
-                       "filters": filters}),
-            ));
+            items.push(top(&format!("top_{name}"), field, pages, false));
+            items.push(top(&format!("top_{name}_total"), field, pages, true));
         }
         let fixed = |r: TimeRange| QueryRequest {
             time_range: range_spec(&r),
@@ -169,8 +224,8 @@ impl Overview {
         OverviewPlan {
             requests: vec![
                 ("now", fixed(now)),
-                ("today", fixed(RelativeRange::Today.resolve(at, tz))),
-                ("week", fixed(RelativeRange::WeekToDate.resolve(at, tz))),
+                ("today", fixed(resolve(RelativeRange::Today, at, tz))),
+                ("week", fixed(resolve(RelativeRange::WeekToDate, at, tz))),
                 (
                     "range",
                     QueryRequest {
@@ -227,7 +282,7 @@ impl Overview {
             .map(|(name, _, _)| {
                 let rows = top_rows(
                     r.get(&format!("top_{name}")),
-                    r.get(&format!("top_{name}_persons")),
+                    single(r.get(&format!("top_{name}_total")), "value"),
                 );
                 ((*name).to_owned(), rows)
             })
@@ -270,27 +325,23 @@ fn zip_series(
         .collect()
 }
 
-fn top_rows(events: Option<&ResultTable>, persons: Option<&ResultTable>) -> Vec<TopRow> {
+fn top_rows(events: Option<&ResultTable>, total: u64) -> Vec<TopRow> {
     let Some(events) = events else {
         return Vec::new();
     };
-    let persons: std::collections::HashMap<String, u64> = persons
-        .map(|t| {
-            t.rows
-                .iter()
-                .map(|r| (r[0].to_string(), as_u64(r.get(1))))
-                .collect()
-        })
-        .unwrap_or_default();
     let mut rows: Vec<TopRow> = events
         .rows
         .iter()
         .map(|r| {
-            let value = r.first().cloned().unwrap_or(Value::Null);
+            let events = as_u64(r.get(1));
             TopRow {
-                persons: persons.get(&value.to_string()).copied(),
-                events: as_u64(r.get(1)),
-                value,
+                value: r.first().cloned().unwrap_or(Value::Null),
+                events,
+                share: if total == 0 {
+                    0.0
+                } else {
+                    events as f64 / total as f64
+                },
             }
         })
         .collect();
@@ -325,20 +376,66 @@ mod tests {
     }
 
     #[test]
-    fn top_rows_join_persons_by_value_and_keep_the_largest() {
-        let t = |rows: Vec<Value>| ResultTable {
+    fn top_rows_keep_the_largest_with_their_share_of_all() {
+        let t = ResultTable {
             columns: vec!["path".into(), "value".into()],
-            rows: rows
-                .into_iter()
-                .map(|r| r.as_array().unwrap().clone())
-                .collect(),
+            rows: vec![vec![json!("/a"), json!(5)], vec![json!("/b"), json!(9)]],
         };
-        let rows = top_rows(
-            Some(&t(vec![json!(["/a", 5]), json!(["/b", 9])])),
-            Some(&t(vec![json!(["/b", 2])])),
+        let rows = top_rows(Some(&t), 20);
+        assert_eq!((rows[0].value.clone(), rows[0].events), (json!("/b"), 9));
+        assert!((rows[0].share - 0.45).abs() < 1e-12);
+        assert_eq!(rows[1].value, json!("/a"));
+        assert_eq!(top_rows(Some(&t), 0)[0].share, 0.0);
+    }
+
+    #[test]
+    fn ranges_that_end_now_end_with_the_hour_so_rollups_answer_them() {
+        let at = tally_core::time::parse_rfc3339("2026-11-25T10:30:00Z").unwrap();
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let plan = Overview::queries(RelativeRange::PastDays(7), berlin, at);
+        assert_eq!(plan.range.to, "2026-11-25T11:00:00Z");
+        let today = &plan.requests[1].1.time_range;
+        assert_eq!(
+            (today.from.as_str(), today.to.as_str()),
+            ("2026-11-24T23:00:00Z", "2026-11-25T11:00:00Z")
         );
-        assert_eq!(rows[0].value, json!("/b"));
-        assert_eq!((rows[0].events, rows[0].persons), (9, Some(2)));
-        assert_eq!(rows[1].persons, None);
+        // "Now" stays the last five minutes.
+        assert_eq!(plan.requests[0].1.time_range.to, "2026-11-25T10:30:00Z");
+        // A range that ends before now keeps its end; one starting off the hour is left alone.
+        let y = Overview::queries(RelativeRange::Yesterday, berlin, at);
+        assert_eq!(y.range.to, "2026-11-24T23:00:00Z");
+        let kolkata: Tz = "Asia/Kolkata".parse().unwrap();
+        assert_eq!(
+            Overview::queries(RelativeRange::Today, kolkata, at)
+                .range
+                .to,
+            "2026-11-25T10:30:00Z"
+        );
+        let on_the_hour = at_("2026-11-25T11:00:00Z");
+        assert_eq!(end_of_hour(on_the_hour), on_the_hour);
+    }
+
+    fn at_(s: &str) -> DateTime<Utc> {
+        tally_core::time::parse_rfc3339(s).unwrap()
+    }
+
+    #[test]
+    fn every_rule_but_now_has_a_rollup_to_answer_it() {
+        let project = ProjectId::generate();
+        let rollups = Overview::rollups(&project);
+        let ids: std::collections::HashSet<_> = rollups.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!((rollups.len(), ids.len()), (12, 12));
+        assert!(ids.iter().all(|id| id.starts_with(ROLLUP_PREFIX)));
+        let at = tally_core::time::parse_rfc3339("2026-11-25T10:30:00Z").unwrap();
+        let plan = Overview::queries(RelativeRange::PastDays(30), Tz::UTC, at);
+        for (_, request) in &plan.requests {
+            for item in &request.rules {
+                let QueryItem::Rule(rule) = item else {
+                    panic!("{} is not a rule", item.name())
+                };
+                let def = rule.rollup_def(&project).unwrap();
+                assert!(rollups.iter().any(|(_, d)| *d == def), "{}", rule.name);
+            }
+        }
     }
 }

@@ -56,6 +56,13 @@ pub struct ServeConfig {
     #[arg(long, env = "TALLY_MAX_BUFFER_ROWS", default_value_t = 4_000_000)]
     pub max_buffer_rows: usize,
 
+    /// Keep rollups of the overview's figures for every project, so that it loads in
+    /// milliseconds whatever the number of events (memory grows with the hours times the
+    /// distinct pages, referrers, countries, browsers and event names in each; see
+    /// docs/LIMITS.md); `false` computes the overview from the events.
+    #[arg(long, env = "TALLY_OVERVIEW_ROLLUPS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub overview_rollups: bool,
+
     /// Longest a `POST /v1/sql` statement may run, e.g. `30s`.
     #[arg(long, env = "TALLY_SQL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub sql_timeout: Duration,

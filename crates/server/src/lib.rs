@@ -166,6 +166,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
         config.sql_limits(),
     )
     .trusting_proxy(config.trust_proxy)
+    .with_overview_rollups(config.overview_rollups)
     .with_reports(
         config.delivery_config(),
         config.scheduler_config(),
@@ -173,7 +174,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     );
 
     let maintenance = tokio::spawn(maintain(store.clone()));
-    let rule_sync = tokio::spawn(sync_rules(Arc::clone(&state.inner.catalog), store.clone()));
+    let rule_sync = tokio::spawn(sync_rules(
+        Arc::clone(&state.inner.catalog),
+        store.clone(),
+        config.overview_rollups,
+    ));
     let report_scheduler = tokio::spawn(state.reports().run_forever());
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -211,11 +216,11 @@ async fn maintain(store: EmbeddedStore) {
 }
 
 /// Keeps the rollups in line with the saved rules (the CLI may change them while we run).
-async fn sync_rules(catalog: Arc<Catalog>, store: EmbeddedStore) {
+async fn sync_rules(catalog: Arc<Catalog>, store: EmbeddedStore, overview: bool) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        rules::sync(&catalog, &store).await;
+        rules::sync(&catalog, &store, overview).await;
     }
 }
 

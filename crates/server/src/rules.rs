@@ -11,6 +11,7 @@ use serde::Serialize;
 use tally_catalog::{Catalog, KeyScope, SavedRule};
 use tally_core::ProjectId;
 use tally_query::AggregationRule;
+use tally_query::{OVERVIEW_ROLLUP_PREFIX as ROLLUP_PREFIX, Overview};
 use tally_store::{RollupStatus, Store};
 
 use crate::auth::authorize;
@@ -18,6 +19,11 @@ use crate::error::{ApiError, read_json};
 use crate::state::AppState;
 
 const MAX_RULE_BODY: usize = 64 << 10;
+/// Saved rules' names may not start with this: Tally's own rollups' ids do (e.g.
+/// [`ROLLUP_PREFIX`]).
+const RESERVED_PREFIX: &str = "$";
+const _: () = assert!(ROLLUP_PREFIX.as_bytes()[0] == RESERVED_PREFIX.as_bytes()[0]);
+
 /// At most this many saved rules per project.
 pub(crate) const MAX_RULES_PER_PROJECT: usize = 200;
 
@@ -77,6 +83,13 @@ pub fn save_rule(
     rule: &AggregationRule,
 ) -> Result<bool, SaveRuleError> {
     rule.rollup_def(project).map_err(SaveRuleError::Invalid)?;
+    if rule.name.starts_with(RESERVED_PREFIX) {
+        return Err(SaveRuleError::Invalid(tally_core::FieldError::new(
+            "invalid_name",
+            "name",
+            format!("rule names starting with `{RESERVED_PREFIX}` are Tally's own"),
+        )));
+    }
     let existing = catalog.rules(Some(project))?;
     if existing.len() >= MAX_RULES_PER_PROJECT && !existing.iter().any(|r| r.name == rule.name) {
         return Err(SaveRuleError::Invalid(tally_core::FieldError::new(
@@ -104,7 +117,8 @@ pub(crate) async fn post_rule(
     // Build the rollup in the background; queries use raw events until it is ready.
     let store = s.store.clone();
     let catalog = std::sync::Arc::clone(&s.catalog);
-    tokio::spawn(async move { sync(&catalog, &store).await });
+    let overview = s.overview_rollups;
+    tokio::spawn(async move { sync(&catalog, &store, overview).await });
     let saved = s
         .catalog
         .rules(Some(&project))
@@ -188,8 +202,10 @@ pub(crate) async fn delete_rule(
 }
 
 /// Makes the store's rollups match the saved rules: builds missing or changed ones (one at a
-/// time) and drops those whose rule is gone.
-pub(crate) async fn sync(catalog: &Catalog, store: &dyn Store) {
+/// time) and drops those whose rule is gone. With `overview`, every project also keeps the
+/// overview's rollups (after its saved rules', ids starting with
+/// [`tally_query::OVERVIEW_ROLLUP_PREFIX`]).
+pub(crate) async fn sync(catalog: &Catalog, store: &dyn Store, overview: bool) {
     let saved = match catalog.rules(None) {
         Ok(s) => s,
         Err(e) => {
@@ -197,22 +213,36 @@ pub(crate) async fn sync(catalog: &Catalog, store: &dyn Store) {
             return;
         }
     };
+    let projects: Vec<ProjectId> = match catalog.list_projects() {
+        Ok(ps) => ps.into_iter().map(|p| p.id).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the projects");
+            return;
+        }
+    };
     let mut wanted = std::collections::HashSet::new();
+    let mut defs = Vec::new();
     for r in &saved {
         wanted.insert((r.project.clone(), r.name.clone()));
         let def = serde_json::from_str::<AggregationRule>(&r.rule_json)
             .ok()
             .and_then(|rule| rule.rollup_def(&r.project).ok())
             .filter(|d| d.supported().is_ok());
-        let Some(def) = def else { continue };
-        if let Err(e) = store.register_rollup(&r.name, def).await {
-            tracing::warn!(rule = %r.name, error = %e, "could not build the rule's rollup");
+        defs.extend(def.map(|d| (r.name.clone(), d)));
+    }
+    if overview {
+        for project in &projects {
+            for (id, def) in Overview::rollups(project) {
+                wanted.insert((project.clone(), id.clone()));
+                defs.push((id, def));
+            }
         }
     }
-    let projects: Vec<ProjectId> = match catalog.list_projects() {
-        Ok(ps) => ps.into_iter().map(|p| p.id).collect(),
-        Err(_) => return,
-    };
+    for (id, def) in defs {
+        if let Err(e) = store.register_rollup(&id, def).await {
+            tracing::warn!(rule = %id, error = %e, "could not build the rollup");
+        }
+    }
     for project in projects {
         for id in store.rollup_ids(&project) {
             if !wanted.contains(&(project.clone(), id.clone())) {

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) salt: crate::tracker::VisitorSalt,
     /// Client addresses come from `X-Forwarded-For`.
     pub(crate) trust_proxy: bool,
+    /// Every project keeps the overview's rollups (see `--overview-rollups`).
+    pub(crate) overview_rollups: bool,
     pub(crate) charts: ChartGenerator,
     pub(crate) reports: Arc<ReportScheduler>,
     pub(crate) dashboards: DashboardManager,
@@ -95,6 +97,7 @@ impl AppState {
                 seen_merges: Default::default(),
                 salt: Default::default(),
                 trust_proxy: false,
+                overview_rollups: true,
                 charts,
                 reports,
                 dashboards,
@@ -126,6 +129,14 @@ impl AppState {
     pub fn trusting_proxy(mut self, trust: bool) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.trust_proxy = trust;
+        }
+        self
+    }
+
+    /// Whether every project keeps the overview's rollups (see `--overview-rollups`).
+    pub fn with_overview_rollups(mut self, on: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.overview_rollups = on;
         }
         self
     }

@@ -66,6 +66,7 @@ function field(label, control, hint) {
 
 const fmt = new Intl.NumberFormat('en');
 function num(n) { return n === null || n === undefined ? '–' : fmt.format(n); }
+function share(r) { return r === null || r === undefined || !isFinite(r) ? '–' : (r * 100).toFixed(1) + '%'; }
 function pct(r) { return r === null || r === undefined || !isFinite(r) ? '–' : (r >= 0 ? '+' : '') + (r * 100).toFixed(1) + '%'; }
 function when(iso) { return iso ? new Date(iso).toLocaleString() : '–'; }
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
@@ -352,11 +353,11 @@ function topTable(rows) {
   if (!rows.length) return h('p', {class: 'muted'}, 'No data in this range.');
   const max = Math.max(...rows.map((r) => r.events), 1);
   return h('table', {class: 'toplist'},
-    h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {class: 'n'}, 'Events'), h('th', {class: 'n'}, 'Persons'))),
+    h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {class: 'n'}, 'Events'), h('th', {class: 'n'}, 'Share'))),
     h('tbody', {}, ...rows.map((r) => h('tr', {},
       h('td', {class: 'bar', style: `--w:${(100 * r.events / max).toFixed(1)}%`, title: String(r.value)}, String(r.value)),
       h('td', {class: 'n', 'data-value': r.events}, num(r.events)),
-      h('td', {class: 'n'}, num(r.persons))))));
+      h('td', {class: 'n'}, share(r.share))))));
 }
 
 // An interactive line chart: hover for values, click a legend entry to hide its series.

@@ -645,6 +645,62 @@ fn the_overview_and_its_live_stream() {
     assert_eq!(o["top"]["browsers"].as_array().unwrap().len(), 2);
     let (_, today) = get_json(&server, "/v1/overview?range=today", Some(&p.read_key));
     assert_eq!(today["series"]["interval"], "hour");
+    let share: f64 = o["top"]["browsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["share"].as_f64().unwrap())
+        .sum();
+    assert!((share - 1.0).abs() < 1e-9, "{}", o["top"]["browsers"]);
+
+    // Every project keeps the overview's rollups without saving a rule: the overview's rules
+    // come to be answered from them, with the same numbers.
+    let counted = json!({"time_range": {"from": o["range"]["from"], "to": o["range"]["to"], "timezone": "Europe/Berlin"},
+                         "rules": [{"name": "e", "measure": {"op": "count"}},
+                                   {"name": "p", "measure": {"op": "unique_users"}},
+                                   {"name": "pages", "measure": {"op": "count"}, "group_by": ["path"], "limit": 8,
+                                    "filters": [["path", "exists"], ["event", "eq", "pageview"]]}]});
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, v) = server.post("/v1/query", &p.read_key, &counted);
+        assert_eq!(status, 200, "{v}");
+        let rolled: Vec<&str> = v["from_rollups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if ["e", "p", "pages"].iter().all(|n| rolled.contains(n)) {
+            assert_eq!(v["results"]["e"]["rows"][0][0], o["range"]["events"]);
+            assert_eq!(v["results"]["p"]["rows"][0][0], 7);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rollup answers: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, again) = get_json(
+        &server,
+        "/v1/overview?range=past_7_days&timezone=Europe/Berlin",
+        Some(&p.read_key),
+    );
+    // (`from` and `to` move on if an hour ended meanwhile; no event is that recent.)
+    for figure in ["events", "persons", "previous_events", "previous_persons"] {
+        assert_eq!(again["range"][figure], o["range"][figure], "{figure}");
+    }
+    assert_eq!((&again["top"], &again["series"]), (&o["top"], &o["series"]));
+    // They are not saved rules, and saved rules may not take their names.
+    let (_, rules) = get_json(&server, "/v1/rules", Some(&p.read_key));
+    assert_eq!(rules["rules"], json!([]));
+    let (status, v) = server.post(
+        "/v1/rules",
+        &p.read_key,
+        &json!({"name": "$overview.events", "measure": {"op": "count"}}),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_name")),
+        "{v}"
+    );
 
     // Bad parameters name themselves; other keys see nothing.
     let (status, v) = get_json(&server, "/v1/overview?range=fortnight", Some(&p.read_key));
