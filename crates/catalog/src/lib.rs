@@ -123,6 +123,25 @@ impl Catalog {
         })
     }
 
+    /// The secret that keys PII hashes (created on first use, kept for good so that equal
+    /// values hash equal across restarts and imports), as bytes.
+    pub fn pii_salt(&self) -> Result<Vec<u8>> {
+        const KEY: &str = "pii_salt";
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        let salt = self.with(|c| {
+            c.execute(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+                [KEY, &fresh],
+            )?;
+            Ok(
+                c.query_row("SELECT value FROM settings WHERE key = ?1", [KEY], |r| {
+                    r.get::<_, String>(0)
+                })?,
+            )
+        })?;
+        Ok(salt.into_bytes())
+    }
+
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.with(|c| {
             c.execute(

@@ -1,5 +1,5 @@
-//! Enrichment benchmarks: user agent parsing (warm cache, cold) and
-//! referrer classification.
+//! Enrichment benchmarks: user agent parsing (warm cache, cold), referrer classification and
+//! PII scrubbing.
 //!
 //! Run with `cargo bench -p tally-process --bench enrich`.
 
@@ -71,5 +71,42 @@ fn referrer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, user_agent, referrer);
+fn pii(c: &mut Criterion) {
+    use tally_process::{IpMode, PiiPolicy, PiiScrubber};
+    let scrubber = PiiScrubber::new(PiiPolicy::default(), IpMode::Truncate, b"bench salt");
+    let mut group = c.benchmark_group("pii");
+    // The common case: properties with nothing personal (the pre-filter skips most strings).
+    let clean: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        r#"{"plan": "pro", "value": 129.5, "sku": "SKU-2291", "path": "/pricing", "items": ["a", "b"], "coupon": "WINTER26"}"#,
+    )
+    .expect("json");
+    group.bench_function("scrub_clean_properties", |b| {
+        b.iter(|| {
+            let mut m = clean.clone();
+            scrubber.scrub_map(black_box(&mut m));
+            m
+        })
+    });
+    let dirty: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        r#"{"email": "jane@example.com", "note": "card 4111 1111 1111 1111, call +49 30 1234567", "password": "x", "plan": "pro", "order": "20261202153000"}"#,
+    )
+    .expect("json");
+    group.bench_function("scrub_personal_properties", |b| {
+        b.iter(|| {
+            let mut m = dirty.clone();
+            scrubber.scrub_map(black_box(&mut m));
+            m
+        })
+    });
+    group.bench_function("scrub_page_url", |b| {
+        b.iter(|| {
+            scrubber.scrub_str(black_box(
+                "https://shop.test/pricing?utm_source=news&ref=2291",
+            ))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, user_agent, referrer, pii);
 criterion_main!(benches);

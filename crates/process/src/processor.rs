@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tally_core::{AnalyticsEvent, EventRecord, EventSchema, FieldError, ProjectId};
+use tally_core::{AnalyticsEvent, EventRecord, EventSchema, FieldError, IdentityOp, ProjectId};
 
 use crate::enrich::{UserAgentParser, Utm, classify, split};
+use crate::pii::{PiiPolicy, PiiScrubber};
 use crate::privacy::{IpMode, anonymize_ip};
 use crate::sessions::SessionTracker;
 
@@ -22,6 +23,11 @@ pub struct ProcessorConfig {
     pub session_timeout: Duration,
     /// Persons whose open session is remembered at once.
     pub max_tracked_persons: usize,
+    /// What personal data is dropped, masked or hashed (see [`crate::pii`]).
+    pub pii: PiiPolicy,
+    /// The secret that keys PII hashes; the server and `tally import` use the catalog's
+    /// (`pii_salt`), so equal values hash equal everywhere.
+    pub pii_salt: Vec<u8>,
 }
 
 impl Default for ProcessorConfig {
@@ -31,6 +37,8 @@ impl Default for ProcessorConfig {
             max_future: Duration::from_secs(24 * 3600),
             session_timeout: Duration::from_secs(30 * 60),
             max_tracked_persons: 1_000_000,
+            pii: PiiPolicy::default(),
+            pii_salt: Vec::new(),
         }
     }
 }
@@ -52,6 +60,7 @@ pub struct EventProcessor {
     config: ProcessorConfig,
     user_agents: Arc<UserAgentParser>,
     sessions: SessionTracker,
+    pii: PiiScrubber,
 }
 
 impl EventProcessor {
@@ -64,15 +73,36 @@ impl EventProcessor {
         user_agents: Arc<UserAgentParser>,
     ) -> Self {
         let sessions = SessionTracker::new(config.session_timeout, config.max_tracked_persons);
+        let pii = PiiScrubber::new(config.pii.clone(), config.ip_mode, &config.pii_salt);
         Self {
             config,
             user_agents,
             sessions,
+            pii,
         }
     }
 
     pub fn config(&self) -> &ProcessorConfig {
         &self.config
+    }
+
+    /// The PII rules applied to events, also for person and group properties.
+    pub fn pii(&self) -> &PiiScrubber {
+        &self.pii
+    }
+
+    /// Scrubs the properties that identity calls set on persons and groups.
+    pub fn scrub_identity(&self, ops: &mut [IdentityOp]) {
+        for op in ops {
+            match op {
+                IdentityOp::SetProperties { set, set_once, .. } => {
+                    self.pii.scrub_map(set);
+                    self.pii.scrub_map(set_once);
+                }
+                IdentityOp::Group { set, .. } => self.pii.scrub_map(set),
+                IdentityOp::Merge { .. } => {}
+            }
+        }
     }
 
     /// Turns one event into the record to store, or says which field makes it unacceptable.
@@ -87,15 +117,15 @@ impl EventProcessor {
             event,
             category,
             action,
-            label,
+            mut label,
             value,
             user_id,
             anonymous_id,
             timestamp,
             sent_at,
             message_id,
-            properties,
-            context,
+            mut properties,
+            mut context,
         } = ev;
         // The origin's shape has no name: its action names it (as GA4 migrated them).
         let name = match event.or_else(|| action.clone()) {
@@ -125,6 +155,31 @@ impl EventProcessor {
                 ));
             }
             None => {}
+        }
+
+        // Personal data goes before anything is derived from the text (path, UTM, referrer).
+        let pii = &self.pii;
+        pii.scrub_map(&mut properties);
+        pii.scrub_map(&mut context.extra);
+        label = pii.scrub_opt(label);
+        let page = &mut context.page;
+        for text in [
+            &mut page.url,
+            &mut page.path,
+            &mut page.title,
+            &mut page.referrer,
+        ] {
+            *text = pii.scrub_opt(text.take());
+        }
+        let campaign = &mut context.campaign;
+        for text in [
+            &mut campaign.source,
+            &mut campaign.medium,
+            &mut campaign.name,
+            &mut campaign.term,
+            &mut campaign.content,
+        ] {
+            *text = pii.scrub_opt(text.take());
         }
 
         let person_id = match user_id.as_deref().or(anonymous_id.as_deref()) {

@@ -27,6 +27,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TALLY_IP_MODE", default_value = "truncate", value_parser = clap::value_parser!(IpMode))]
     pub ip_mode: IpMode,
 
+    /// A JSON file of PII rules (see the README's privacy section); without it the defaults:
+    /// e-mail addresses, phone numbers, card numbers and IBANs in any text masked, secrets such
+    /// as `password` dropped, `email` and `phone` properties hashed.
+    #[arg(long, env = "TALLY_PII_POLICY")]
+    pub pii_policy: Option<PathBuf>,
+
     /// Take the client's address from the last `X-Forwarded-For` entry, the one the proxy
     /// appended (only behind a reverse proxy that sets it; otherwise clients could choose).
     #[arg(long, env = "TALLY_TRUST_PROXY")]

@@ -32,6 +32,8 @@ pub(crate) async fn apply(
     ops: Vec<IdentityOp>,
 ) -> Result<(), ApiError> {
     let s = &state.inner;
+    let mut ops = ops;
+    s.processor.scrub_identity(&mut ops);
     let ops: Vec<IdentityOp> = {
         let seen = s.seen_merges.0.lock();
         let mut in_this_call = HashSet::new();

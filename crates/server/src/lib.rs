@@ -32,7 +32,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use tally_catalog::Catalog;
 use tally_collect::EventManager;
-use tally_process::{EventProcessor, ProcessorConfig};
+use tally_process::{EventProcessor, PiiPolicy, ProcessorConfig};
 use tally_store::{EmbeddedStore, Store};
 use tokio::net::TcpListener;
 
@@ -55,6 +55,8 @@ pub enum ServerError {
     },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Opens the metadata store, the embedded engine, and the pipeline.
@@ -151,6 +153,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     let store = EmbeddedStore::open(config.store_config(), Arc::clone(&catalog))?;
     let processor = Arc::new(EventProcessor::new(ProcessorConfig {
         ip_mode: config.ip_mode,
+        pii: PiiPolicy::load(config.pii_policy.as_deref()).map_err(ServerError::Config)?,
+        pii_salt: catalog.pii_salt()?,
         ..ProcessorConfig::default()
     }));
     let (manager, writer) = EventManager::start(

@@ -12,7 +12,9 @@ use tally_catalog::{Catalog, Project};
 use tally_collect::Limits;
 use tally_core::EventRecord;
 use tally_core::IdentityOp;
-use tally_process::{BatchProcessor, EventProcessor, ProcessorConfig, ProjectSchemas};
+use tally_process::{
+    BatchProcessor, EventProcessor, IpMode, PiiPolicy, ProcessorConfig, ProjectSchemas,
+};
 use tally_store::{EmbeddedStore, EmbeddedStoreConfig, ProjectBatch, Store, StoreError};
 
 use super::{DataDirArg, open_catalog};
@@ -30,6 +32,12 @@ pub(crate) struct ImportArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// What is kept of the events' IP addresses, as `tally serve --ip-mode`.
+    #[arg(long, default_value = "truncate", value_parser = clap::value_parser!(IpMode))]
+    ip_mode: IpMode,
+    /// PII rules, as `tally serve --pii-policy`.
+    #[arg(long, env = "TALLY_PII_POLICY")]
+    pii_policy: Option<PathBuf>,
     #[command(flatten)]
     data: DataDirArg,
 }
@@ -116,7 +124,12 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<()> {
     // Processing runs on a blocking thread and hands chunks to the writer task, so parsing and
     // writing overlap (one core each).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<EventRecord>>(2);
-    let processor = Arc::new(EventProcessor::new(ProcessorConfig::default()));
+    let processor = Arc::new(EventProcessor::new(ProcessorConfig {
+        ip_mode: args.ip_mode,
+        pii: PiiPolicy::load(args.pii_policy.as_deref()).map_err(anyhow::Error::msg)?,
+        pii_salt: catalog.pii_salt()?,
+        ..ProcessorConfig::default()
+    }));
     let batch = BatchProcessor::new(processor, args.chunk, Limits::default().max_event_bytes);
     let pid = project.id.clone();
     let bar2 = bar.clone();

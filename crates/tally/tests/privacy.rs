@@ -1,0 +1,245 @@
+//! Privacy against a real `tally serve`: personal data sent in events and identity calls is
+//! scrubbed before anything is written. Nothing raw is found in any file of the data directory
+//! (the WAL, the metadata database, rollup snapshots, read byte for byte) nor in what the SQL
+//! endpoint and the person API show (the Parquet files, which are compressed, are read back
+//! through SQL after the server flushed them).
+
+mod common;
+
+use std::path::Path;
+
+use common::{BIN, Server, create_project};
+use serde_json::{Value, json};
+
+/// What the client sent that must never be stored.
+const RAW: [&str; 9] = [
+    "jane@example.com",
+    "4111 1111 1111 1111",
+    "4111111111111111",
+    "hunter2",
+    "203.0.113.77",
+    "198.51.100.23",
+    "DE89 3704 0044 0532 0130 00",
+    "30 1234567",
+    "Jane Nickname",
+];
+
+/// Every file below `dir` but the Parquet files.
+fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, out);
+        } else if path.extension().is_none_or(|e| e != "parquet") {
+            out.push(path);
+        }
+    }
+}
+
+fn assert_no_raw_data_in_files(dir: &Path) -> usize {
+    let mut all = Vec::new();
+    files(dir, &mut all);
+    for path in &all {
+        // The running server may replace a file meanwhile (a WAL segment, a journal).
+        let bytes = match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            other => other.unwrap(),
+        };
+        for raw in RAW {
+            assert!(
+                !bytes.windows(raw.len()).any(|w| w == raw.as_bytes()),
+                "`{raw}` is in {}",
+                path.display()
+            );
+        }
+    }
+    all.len()
+}
+
+fn everything(server: &Server, key: &str) -> String {
+    let (status, v) = server.post(
+        "/v1/sql",
+        key,
+        &json!({"sql": "SELECT * FROM events ORDER BY timestamp"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(3), "{v}");
+    v.to_string()
+}
+
+fn assert_scrubbed(text: &str) {
+    for raw in RAW {
+        assert!(!text.contains(raw), "`{raw}` is in {text}");
+    }
+}
+
+#[test]
+fn personal_data_is_scrubbed_before_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = create_project(&data, "shop");
+    // A policy file: phone numbers hashed instead of masked, and one more named property.
+    let policy = dir.path().join("pii.json");
+    std::fs::write(
+        &policy,
+        r#"{"patterns": {"phone": "hash"}, "properties": [{"name": "nickname", "action": "mask"}]}"#,
+    )
+    .unwrap();
+    let mut server = Server::start(&data, &["--pii-policy", policy.to_str().unwrap()]);
+
+    let events = json!([
+        {"event": "signup", "user_id": "u1", "label": "call +49 30 1234567",
+         "properties": {"email": "Jane@Example.com", "note": "card 4111 1111 1111 1111, thanks",
+                        "password": "hunter2", "client_ip": "198.51.100.23", "nickname": "Jane Nickname",
+                        "bank": {"iban": "pay to DE89 3704 0044 0532 0130 00"}, "plan": "pro"},
+         "context": {"ip": "203.0.113.77",
+                     "page": {"url": "https://shop.test/thanks?email=jane@example.com&step=2",
+                              "title": "Welcome jane@example.com"}}},
+        {"event": "pageview", "user_id": "u2",
+         "properties": {"email": "jane@example.com"},
+         "context": {"ip": "203.0.113.77", "page": {"url": "https://shop.test/cards/4111111111111111"}}}
+    ]);
+    let (status, v) = server.post("/v1/events", &p.write_key, &events);
+    assert_eq!((status, v["accepted"].as_u64()), (200, Some(2)), "{v}");
+    let identify = json!({"userId": "u1", "traits": {"email": "jane@example.com",
+                          "phone": "+49 30 1234567", "bio": "write to jane@example.com", "name": "Jane"}});
+    assert_eq!(server.post("/v1/identify", &p.write_key, &identify).0, 200);
+
+    // What queries see: scrubbed, with what may stay kept.
+    let stored = everything(&server, &p.read_key);
+    assert_scrubbed(&stored);
+    let (_, rows) = server.post(
+        "/v1/sql",
+        &p.read_key,
+        &json!({"sql": "SELECT ip, url, path, title, label, properties FROM events ORDER BY event DESC"}),
+    );
+    let signup = &rows["rows"][0];
+    assert_eq!(signup[0], "203.0.113.0");
+    assert_eq!(signup[1], "https://shop.test/thanks?email=[email]&step=2");
+    assert_eq!(signup[3], "Welcome [email]");
+    let label = signup[4].as_str().unwrap();
+    assert!(label.starts_with("call [phone:"), "{label}");
+    let props: Value = serde_json::from_str(signup[5].as_str().unwrap()).unwrap();
+    assert!(props.get("password").is_none(), "{props}");
+    assert_eq!(props["note"], "card [card], thanks");
+    assert_eq!(props["client_ip"], "198.51.100.0");
+    assert_eq!(props["nickname"], "[redacted]");
+    assert_eq!(props["bank"]["iban"], "pay to [iban]");
+    assert_eq!(props["plan"], "pro");
+    // The same address hashes the same whatever its case, so it still counts and groups.
+    let pageview = &rows["rows"][1];
+    assert!(
+        pageview[2].as_str().unwrap().starts_with("/cards/"),
+        "{pageview}"
+    );
+    let pv_props: Value = serde_json::from_str(pageview[5].as_str().unwrap()).unwrap();
+    assert!(props["email"].as_str().unwrap().starts_with("[hash:"));
+    assert_eq!(props["email"], pv_props["email"]);
+
+    // Person properties too.
+    let r = common::client()
+        .get(format!("{}/v1/persons/u1", server.url))
+        .bearer_auth(&p.read_key)
+        .send()
+        .unwrap();
+    let person: Value = r.json().unwrap();
+    let traits = &person["properties"];
+    assert_eq!(traits["email"], props["email"], "{person}");
+    assert!(traits["phone"].as_str().unwrap().starts_with("[hash:"));
+    assert_eq!(traits["bio"], "write to [email]");
+    assert_eq!(traits["name"], "Jane");
+
+    // No file holds any of it: the WAL and metadata now, the Parquet files (through SQL) and
+    // everything else after a flush.
+    assert!(assert_no_raw_data_in_files(&data) > 2);
+    server.restart();
+    assert_scrubbed(&everything(&server, &p.read_key));
+    let parquet = walk_parquet(&data);
+    assert!(parquet > 0, "the events were flushed to Parquet");
+    assert_no_raw_data_in_files(&data);
+}
+
+fn walk_parquet(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            n += walk_parquet(&path);
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn a_bad_policy_file_stops_the_server_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("pii.json");
+    std::fs::write(&policy, r#"{"patterns": {"email": "shred"}}"#).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--pii-policy"])
+        .arg(&policy)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PII policy") && err.contains("shred"), "{err}");
+}
+
+#[test]
+fn tally_import_applies_the_same_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = create_project(&data, "shop");
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"event": "signup", "user_id": "u1", "timestamp": "2026-07-01T10:00:00Z", "#,
+            r#""properties": {"email": "jane@example.com", "note": "IBAN DE89370400440532013000"}, "#,
+            r#""context": {"ip": "203.0.113.77"}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "import",
+            "--quiet",
+            "--project",
+            "shop",
+            "--ip-mode",
+            "drop",
+        ])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(&data, &[]);
+    let (status, v) = server.post(
+        "/v1/sql",
+        &p.read_key,
+        &json!({"sql": "SELECT ip, properties FROM events"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rows"][0][0], Value::Null, "{v}");
+    let props: Value = serde_json::from_str(v["rows"][0][1].as_str().unwrap()).unwrap();
+    assert!(
+        props["email"].as_str().unwrap().starts_with("[hash:"),
+        "{props}"
+    );
+    assert_eq!(props["note"], "IBAN [iban]");
+    assert_no_raw_data_in_files(&data);
+}
