@@ -22,6 +22,8 @@ pub struct CreatedProject {
     pub name: String,
     pub write_key: String,
     pub read_key: String,
+    /// Manages the project and its persons (erasure, export); can also query.
+    pub admin_key: String,
 }
 
 const MAX_NAME_LEN: usize = 100;
@@ -40,6 +42,7 @@ impl Catalog {
         let id = ProjectId::generate();
         let write = crate::keys::new_key(KeyScope::Write);
         let read = crate::keys::new_key(KeyScope::Read);
+        let admin = crate::keys::new_key(KeyScope::Admin);
         self.with(|c| {
             let tx = c.transaction()?;
             let inserted = tx.execute(
@@ -55,6 +58,7 @@ impl Catalog {
             }
             crate::keys::insert_key(&tx, &id, KeyScope::Write, &write)?;
             crate::keys::insert_key(&tx, &id, KeyScope::Read, &read)?;
+            crate::keys::insert_key(&tx, &id, KeyScope::Admin, &admin)?;
             tx.commit()?;
             Ok(())
         })?;
@@ -63,6 +67,7 @@ impl Catalog {
             name: name.to_owned(),
             write_key: write,
             read_key: read,
+            admin_key: admin,
         })
     }
 

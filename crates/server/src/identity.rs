@@ -1,5 +1,5 @@
 //! Applying the identity changes of ingest calls, and `GET /v1/persons/{id}`,
-//! `GET /v1/groups/{type}/{key}`.
+//! `GET /v1/persons/{id}/export` (right of access), `GET /v1/groups/{type}/{key}`.
 //!
 //! Browser and mobile clients send both an anonymous id and a user id with every event after a
 //! login, so the same implicit merge arrives again and again: merges already applied are
@@ -111,6 +111,88 @@ pub(crate) async fn get_person(
         "identified": person.identified,
         "created_at": person.created_at,
         "updated_at": person.updated_at,
+    })))
+}
+
+/// Most events one export returns; a person with more gets 422 `export_too_large`.
+pub(crate) const MAX_EXPORT_EVENTS: usize = 100_000;
+
+/// `GET /v1/persons/{id}/export` (admin key): everything stored about the person that `id`
+/// belongs to: its ids, properties and every event of any of its ids, as JSON.
+pub(crate) async fn export_person(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.inner;
+    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Admin)?;
+    let person = s
+        .catalog
+        .person(&project, &id)
+        .map_err(|e| ApiError::internal("reading the person failed", e))?;
+    let person_id = person.as_ref().map_or(id.as_str(), |p| p.id.as_str());
+    let sql = format!(
+        "SELECT * FROM events WHERE person_id = '{}' ORDER BY timestamp, received_at",
+        person_id.replace('\'', "''")
+    );
+    let limits = tally_store::SqlLimits {
+        max_rows: MAX_EXPORT_EVENTS,
+        ..s.sql_limits
+    };
+    let result = s
+        .store
+        .sql(&project, &sql, limits)
+        .await
+        .map_err(|e| match e {
+            tally_store::StoreError::ResourcesExhausted(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "resources_exhausted", m)
+            }
+            other => other.into(),
+        })?;
+    if result.truncated {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "export_too_large",
+            format!(
+                "the person has more than {MAX_EXPORT_EVENTS} events; export them with `POST /v1/sql` in ranges"
+            ),
+        ));
+    }
+    if person.is_none() && result.rows.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("nothing is stored about `{id}`"),
+        )
+        .field("id"));
+    }
+    // Events as objects, their JSON columns as JSON.
+    let events: Vec<Value> = result
+        .rows
+        .into_iter()
+        .map(|row| {
+            let mut event = serde_json::Map::new();
+            for (column, value) in result.columns.iter().zip(row) {
+                let value = match (column.as_str(), value) {
+                    ("properties" | "context_extra", Value::String(text)) => {
+                        serde_json::from_str(&text).unwrap_or(Value::String(text))
+                    }
+                    (_, v) => v,
+                };
+                event.insert(column.clone(), value);
+            }
+            Value::Object(event)
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": person_id,
+        "distinct_ids": person.as_ref().map_or_else(|| vec![person_id.to_owned()], |p| p.distinct_ids.clone()),
+        "properties": person.as_ref().map(|p| Value::Object(p.properties.clone())),
+        "identified": person.as_ref().is_some_and(|p| p.identified),
+        "created_at": person.as_ref().and_then(|p| p.created_at.clone()),
+        "updated_at": person.as_ref().and_then(|p| p.updated_at.clone()),
+        "events": events,
+        "exported_at": tally_core::time::format_rfc3339(chrono::Utc::now()),
     })))
 }
 

@@ -138,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(ui::routes())
         .route("/v1/persons/{id}", get(identity::get_person))
+        .route("/v1/persons/{id}/export", get(identity::export_person))
         .route("/v1/groups/{type}/{key}", get(identity::get_group))
         // Before the ingest routes are merged: theirs stays inside the CORS layer, which
         // answers preflight requests.

@@ -243,3 +243,80 @@ fn tally_import_applies_the_same_rules() {
     assert_eq!(props["note"], "IBAN [iban]");
     assert_no_raw_data_in_files(&data);
 }
+
+fn export(server: &Server, id: &str, key: Option<&str>) -> (u16, Value) {
+    let mut r = common::client().get(format!("{}/v1/persons/{id}/export", server.url));
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    let r = r.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_person_is_exported_whole_with_the_admin_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = create_project(dir.path(), "shop");
+    let other = create_project(dir.path(), "other");
+    let server = Server::start(dir.path(), &[]);
+    let events = json!([
+        {"event": "pageview", "anonymous_id": "a1", "timestamp": "2026-10-01T10:00:00Z",
+         "properties": {"plan": "free"}},
+        {"event": "login", "anonymous_id": "a1", "user_id": "u1", "timestamp": "2026-10-01T10:05:00Z"},
+        {"event": "purchase", "user_id": "u1", "timestamp": "2026-10-02T09:00:00Z",
+         "properties": {"value": 42}},
+        {"event": "pageview", "user_id": "u2", "timestamp": "2026-10-01T11:00:00Z"}
+    ]);
+    assert_eq!(server.post("/v1/events", &p.write_key, &events).0, 200);
+    let identify = json!({"userId": "u1", "traits": {"plan": "pro"}});
+    assert_eq!(server.post("/v1/identify", &p.write_key, &identify).0, 200);
+
+    // By any of the person's ids: every event of every id, in time order, and the properties.
+    let (status, v) = export(&server, "a1", Some(&p.admin_key));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["id"], "u1");
+    let mut ids: Vec<&str> = v["distinct_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["a1", "u1"]);
+    assert_eq!(v["properties"]["plan"], "pro");
+    let names: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pageview", "login", "purchase", "$identify"]);
+    assert_eq!(v["events"][2]["properties"]["value"], 42);
+    assert_eq!(v["events"][0]["anonymous_id"], "a1");
+    // The same after the events moved to Parquet.
+    let mut server = server;
+    server.restart();
+    let (_, again) = export(&server, "u1", Some(&p.admin_key));
+    assert_eq!(again["events"], v["events"]);
+
+    // Someone who never sent anything; a read key; another project's admin key; no key.
+    assert_eq!(export(&server, "nobody", Some(&p.admin_key)).0, 404);
+    let (status, v) = export(&server, "u1", Some(&p.read_key));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("wrong_key_scope"))
+    );
+    let (status, v) = export(&server, "u1", Some(&other.admin_key));
+    assert_eq!(status, 404, "{v}");
+    assert!(!v.to_string().contains("purchase"));
+    assert_eq!(export(&server, "u1", None).0, 401);
+    // The admin key also reads what the read key reads; the web UI's sign-in stays read-only.
+    let (status, _) = server.post(
+        "/v1/query",
+        &p.admin_key,
+        &json!({"time_range": {"from": "2026-10-01T00:00:00Z", "to": "2026-10-03T00:00:00Z"},
+                "rules": [{"name": "n", "measure": {"op": "count"}}]}),
+    );
+    assert_eq!(status, 200);
+}

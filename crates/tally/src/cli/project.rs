@@ -14,7 +14,7 @@ pub(crate) enum ProjectCommand {
     /// Create a project and print its id and keys (the keys are shown only once).
     Create {
         name: String,
-        /// Print JSON: {"id", "name", "write_key", "read_key"}.
+        /// Print JSON: {"id", "name", "write_key", "read_key", "admin_key"}.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -78,6 +78,10 @@ pub(crate) fn run_project(cmd: ProjectCommand) -> anyhow::Result<()> {
                 println!("project    {} ({})", p.name, p.id);
                 println!("write key  {}   (ingest only)", p.write_key);
                 println!("read key   {}   (query only)", p.read_key);
+                println!(
+                    "admin key  {}   (query, persons' erasure and export)",
+                    p.admin_key
+                );
                 println!("The keys are shown only now; keep them somewhere safe.");
             }
         }

@@ -14,6 +14,7 @@ pub struct Project {
     pub name: String,
     pub write_key: String,
     pub read_key: String,
+    pub admin_key: String,
 }
 
 /// `tally project create NAME --json` on `data_dir`.
@@ -34,6 +35,7 @@ pub fn create_project(data_dir: &Path, name: &str) -> Project {
         name: v["name"].as_str().unwrap().to_owned(),
         write_key: v["write_key"].as_str().unwrap().to_owned(),
         read_key: v["read_key"].as_str().unwrap().to_owned(),
+        admin_key: v["admin_key"].as_str().unwrap().to_owned(),
     }
 }
 
