@@ -100,8 +100,9 @@ pub struct PiiPolicy {
 }
 
 /// Names of secrets: dropped by default.
-const SECRET_NAMES: [&str; 16] = [
+const SECRET_NAMES: [&str; 17] = [
     "password",
+    "passwordconfirmation",
     "passwd",
     "pwd",
     "secret",
@@ -119,7 +120,14 @@ const SECRET_NAMES: [&str; 16] = [
     "cvc",
 ];
 /// Names of contact data: hashed by default (they still count and group).
-const CONTACT_NAMES: [&str; 5] = ["email", "emailaddress", "phone", "phonenumber", "mobile"];
+const CONTACT_NAMES: [&str; 6] = [
+    "email",
+    "emailaddress",
+    "phone",
+    "phonenumber",
+    "mobile",
+    "telephone",
+];
 
 impl Default for PiiPolicy {
     /// On by default for the obvious: every pattern masked, secrets dropped, contact data
@@ -240,7 +248,7 @@ impl PiiPolicy {
 
 fn normalize(name: &str) -> String {
     name.chars()
-        .filter(|c| !matches!(c, '_' | '-' | ' ' | '.'))
+        .filter(|c| !matches!(c, '_' | '-' | ' ' | '.' | '$'))
         .flat_map(char::to_lowercase)
         .collect()
 }
@@ -251,6 +259,9 @@ pub struct PiiScrubber {
     policy: PiiPolicy,
     /// The name rules by normalized name (the last rule of a name wins).
     names: std::collections::HashMap<String, PiiAction>,
+    /// The rules of five or more characters, longest first: they also match names ending
+    /// with them.
+    suffixes: Vec<(String, PiiAction)>,
     ip_mode: IpMode,
     mac: Hmac<Sha256>,
 }
@@ -275,26 +286,101 @@ pub enum Scrubbed {
     Drop,
 }
 
+// ASCII classes and boundaries throughout, so that the regex engine's DFA runs on any text.
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}").expect("email")
+    Regex::new(r"(?i-u)[a-z0-9._%+'\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}").expect("email")
 });
-/// 13 to 19 digits, optionally in groups separated by single spaces or dashes.
+/// 13 to 19 digits, optionally in groups separated by single spaces or dashes; the match is
+/// then checked by [`card_number`].
 static CARD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b\d(?:[ \-]?\d){12,18}\b").expect("card"));
+    LazyLock::new(|| Regex::new(r"[0-9](?:[ \-]?[0-9]){12,18}").expect("card"));
 /// Written without spaces, or in groups of four separated by single spaces.
 static IBAN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)\b")
-        .expect("iban")
+    Regex::new(
+        r"(?i-u)\b[a-z]{2}[0-9]{2}(?:[a-z0-9]{11,30}|(?: [a-z0-9]{4}){2,7}(?: [a-z0-9]{1,4})?)\b",
+    )
+    .expect("iban")
 });
+/// International (`+49 …`, `0049 …`) or North American (`(555) 123-4567`, `555-123-4567`).
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:\+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{1,5}){1,5}|\(\d{3}\) ?\d{3}[ .\-]\d{4})")
-        .expect("phone")
+    Regex::new(concat!(
+        r"(?:\+|\b00)[0-9]{1,3}[ .\-]?(?:\([0-9]{1,4}\)[ .\-]?)?[0-9]{1,4}(?:[ .\-]?[0-9]{1,5}){1,5}",
+        r"|\([0-9]{3}\) ?[0-9]{3}[ .\-][0-9]{4}",
+        r"|(?-u:\b)[0-9]{3}[.\-][0-9]{3}[.\-][0-9]{4}(?-u:\b)",
+    ))
+    .expect("phone")
 });
 
-/// The Luhn check of a card number's digits.
+/// Whether the bytes around `start..end` of `text` join a match to a longer token (an id, a
+/// UUID, a decimal number), in which case it is not a number of its own.
+fn joined(text: &[u8], start: usize, end: usize) -> bool {
+    let part = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    let before = start
+        .checked_sub(1)
+        .and_then(|i| text.get(i))
+        .is_some_and(|&b| part(b) || b == b'.');
+    let after = match text.get(end) {
+        Some(&b'.') => text.get(end + 1).is_some_and(u8::is_ascii_digit),
+        Some(&b) => part(b),
+        None => false,
+    };
+    before || after
+}
+
+/// Whether `m` (a [`CARD`] match at `start..end` of `text`) is a card number: a token of its
+/// own, one kind of separator, a known issuer's prefix and the Luhn check.
+fn card_number(text: &str, start: usize, end: usize) -> bool {
+    if joined(text.as_bytes(), start, end) {
+        return false;
+    }
+    let m = &text[start..end];
+    let separators: Vec<u8> = m.bytes().filter(|b| !b.is_ascii_digit()).collect();
+    if separators.windows(2).any(|w| w[0] != w[1]) {
+        return false;
+    }
+    let digits: String = m.chars().filter(char::is_ascii_digit).collect();
+    (13..=19).contains(&digits.len()) && known_issuer(&digits) && luhn(&digits)
+}
+
+/// Visa, Mastercard, American Express, Diners Club, JCB, Discover, UnionPay, Maestro prefixes.
+fn known_issuer(d: &str) -> bool {
+    let n = |k: usize| d.get(..k).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    match d.as_bytes().first() {
+        Some(b'4') => true,
+        Some(b'5') => (51..=55).contains(&n(2)) || (56..=58).contains(&n(2)) || n(2) == 50,
+        Some(b'2') => (2221..=2720).contains(&n(4)),
+        Some(b'3') => matches!(n(2), 30 | 34 | 36 | 37 | 38 | 39) || (3528..=3589).contains(&n(4)),
+        Some(b'6') => {
+            n(4) == 6011 || matches!(n(2), 62 | 65 | 63 | 67) || (644..=649).contains(&n(3))
+        }
+        _ => false,
+    }
+}
+
+/// The digits of a [`PHONE`] match at most 15 (E.164): a longer match is cut at the last
+/// separator that leaves 8 to 15 digits; `None` when it is no phone number.
+fn phone_end(m: &str) -> Option<usize> {
+    let count = |t: &str| t.bytes().filter(u8::is_ascii_digit).count();
+    let n = count(m);
+    if (8..=15).contains(&n) {
+        return Some(m.len());
+    }
+    if n < 8 {
+        return None;
+    }
+    m.char_indices()
+        .filter(|(_, c)| matches!(c, ' ' | '.' | '-'))
+        .map(|(i, _)| i)
+        .rev()
+        .find(|&i| (8..=15).contains(&count(&m[..i])))
+}
+
+/// The Luhn check of a card number's digits (other characters are skipped).
 pub fn luhn(digits: &str) -> bool {
     let mut sum = 0;
-    for (i, c) in digits.bytes().rev().enumerate() {
+    let mut any = false;
+    for (i, c) in digits.bytes().filter(u8::is_ascii_digit).rev().enumerate() {
+        any = true;
         let mut d = u32::from(c - b'0');
         if i % 2 == 1 {
             d *= 2;
@@ -304,7 +390,7 @@ pub fn luhn(digits: &str) -> bool {
         }
         sum += d;
     }
-    !digits.is_empty() && sum % 10 == 0
+    any && sum % 10 == 0
 }
 
 /// The ISO 13616 check of an IBAN (spaces removed): 15 to 34 characters, mod 97 equals 1.
@@ -337,14 +423,21 @@ impl PiiScrubber {
     /// `salt` keys the hashes: keep it secret and stable (the server keeps one in its catalog).
     pub fn new(policy: PiiPolicy, ip_mode: IpMode, salt: &[u8]) -> Self {
         let mac = Hmac::<Sha256>::new_from_slice(salt).expect("HMAC takes keys of any length");
-        let names = policy
+        let names: std::collections::HashMap<String, PiiAction> = policy
             .properties
             .iter()
             .map(|r| (normalize(&r.name), r.action))
             .collect();
+        let mut suffixes: Vec<(String, PiiAction)> = names
+            .iter()
+            .filter(|(n, _): &(&String, &PiiAction)| n.len() >= 5)
+            .map(|(n, a)| (n.clone(), *a))
+            .collect();
+        suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         Self {
             policy,
             names,
+            suffixes,
             ip_mode,
             mac,
         }
@@ -363,19 +456,27 @@ impl PiiScrubber {
         format!("[{kind}:{}]", hex::encode(&digest[..8]))
     }
 
+    /// What `action` makes of personal data `m` of kind `p`.
+    fn replacement(&self, p: PiiPattern, action: PiiAction, m: &str) -> String {
+        match action {
+            PiiAction::Hash => {
+                // Equal values hash equal however they were written.
+                let canonical: String = match p {
+                    PiiPattern::Email => m.to_lowercase(),
+                    _ => m
+                        .chars()
+                        .filter(char::is_ascii_alphanumeric)
+                        .map(|c| c.to_ascii_uppercase())
+                        .collect(),
+                };
+                self.hash(p.as_str(), &canonical)
+            }
+            _ => format!("[{}]", p.as_str()),
+        }
+    }
+
     /// Scrubs free text.
     pub fn scrub_str(&self, text: &str) -> Scrubbed {
-        let trimmed = text.trim();
-        if (2..=45).contains(&trimmed.len())
-            && trimmed.contains(['.', ':'])
-            && let Ok(ip) = trimmed.parse::<std::net::IpAddr>()
-        {
-            return match anonymize_ip(&ip.to_string(), self.ip_mode) {
-                Some(kept) if kept == trimmed => Scrubbed::Unchanged,
-                Some(kept) => Scrubbed::Changed(kept),
-                None => Scrubbed::Changed("[ip]".to_owned()),
-            };
-        }
         let has_at = text.contains('@');
         let digits = text.bytes().filter(u8::is_ascii_digit).count();
         if !has_at && digits < 7 {
@@ -391,41 +492,39 @@ impl PiiScrubber {
                 continue;
             }
             let current = out.as_deref().unwrap_or(text);
-            let (re, check): (&Regex, fn(&str) -> bool) = match p {
-                PiiPattern::Email => (&EMAIL, |_| true),
-                PiiPattern::Card => (&CARD, |m| {
-                    let d: String = m.chars().filter(char::is_ascii_digit).collect();
-                    (13..=19).contains(&d.len()) && luhn(&d)
-                }),
-                PiiPattern::Iban => (&IBAN, |m| {
-                    iban_valid(&m.chars().filter(|c| *c != ' ').collect::<String>())
-                }),
-                PiiPattern::Phone => (&PHONE, |m| {
-                    (8..=15).contains(&m.chars().filter(char::is_ascii_digit).count())
-                }),
+            let re: &Regex = match p {
+                PiiPattern::Email => &EMAIL,
+                PiiPattern::Card => &CARD,
+                PiiPattern::Iban => &IBAN,
+                PiiPattern::Phone => &PHONE,
             };
             let mut found = false;
             let replaced = re.replace_all(current, |c: &Captures<'_>| {
-                let m = &c[0];
-                if !check(m) {
-                    return m.to_owned();
-                }
-                found = true;
-                match action {
-                    PiiAction::Hash => {
-                        // Equal values hash equal however they were written.
-                        let canonical: String = match p {
-                            PiiPattern::Email => m.to_lowercase(),
-                            _ => m
-                                .chars()
-                                .filter(char::is_ascii_alphanumeric)
-                                .map(|c| c.to_ascii_uppercase())
-                                .collect(),
-                        };
-                        self.hash(p.as_str(), &canonical)
+                let whole = c.get(0).expect("a match");
+                let m = whole.as_str();
+                let found_at: Option<(&str, &str)> = match p {
+                    // `logo@2x.png` is an image, not an address.
+                    PiiPattern::Email => {
+                        let domain = m.split('@').nth(1).unwrap_or("");
+                        let image = domain.split_once("x.").is_some_and(|(scale, _)| {
+                            !scale.is_empty() && scale.bytes().all(|b| b.is_ascii_digit())
+                        });
+                        (!image).then_some((m, ""))
                     }
-                    _ => format!("[{}]", p.as_str()),
-                }
+                    PiiPattern::Card => {
+                        card_number(current, whole.start(), whole.end()).then_some((m, ""))
+                    }
+                    PiiPattern::Iban => {
+                        iban_valid(&m.chars().filter(|c| *c != ' ').collect::<String>())
+                            .then_some((m, ""))
+                    }
+                    PiiPattern::Phone => phone_end(m).map(|e| m.split_at(e)),
+                };
+                let Some((hit, rest)) = found_at else {
+                    return m.to_owned();
+                };
+                found = true;
+                format!("{}{rest}", self.replacement(p, action, hit))
             });
             if found {
                 if action == PiiAction::Drop {
@@ -435,6 +534,61 @@ impl PiiScrubber {
             }
         }
         out.map_or(Scrubbed::Unchanged, Scrubbed::Changed)
+    }
+
+    /// Scrubs a URL (or a referrer): as text, and once more percent-decoded, so that
+    /// `?email=jane%40example.com` is found too. When only the decoded form holds personal data,
+    /// the scrubbed decoded form is kept.
+    pub fn scrub_url(&self, url: &str) -> Scrubbed {
+        let first = self.scrub_str(url);
+        let text = match &first {
+            Scrubbed::Drop => return Scrubbed::Drop,
+            Scrubbed::Changed(t) => t.as_str(),
+            Scrubbed::Unchanged => url,
+        };
+        if !text.contains('%') && !text.contains('+') {
+            return first;
+        }
+        // `+` is a space in a query string.
+        let spaced = match text.split_once('?') {
+            Some((head, query)) => format!("{head}?{}", query.replace('+', " ")),
+            None => text.to_owned(),
+        };
+        let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy();
+        match self.scrub_str(&decoded) {
+            Scrubbed::Unchanged => first,
+            other => other,
+        }
+    }
+
+    /// Whether `name` (normalized) names an IP address property: `ip`, `client_ip`, `$ip`,
+    /// `ip_address`.
+    fn names_ip(name: &str) -> bool {
+        // As `normalize(name).ends_with(..)`, without allocating for every property.
+        let mut tail = name
+            .bytes()
+            .rev()
+            .filter(|b| !matches!(b, b'_' | b'-' | b' ' | b'.' | b'$'))
+            .map(|b| b.to_ascii_lowercase());
+        let ends = |suffix: &[u8], tail: &mut dyn Iterator<Item = u8>| {
+            suffix.iter().rev().all(|s| tail.next() == Some(*s))
+        };
+        ends(b"ip", &mut tail.clone()) || ends(b"ipaddress", &mut tail)
+    }
+
+    /// An IP address held by a property named like one, by the IP mode; `None` when `text` is
+    /// no address.
+    fn scrub_ip(&self, text: &str) -> Option<Scrubbed> {
+        let trimmed = text.trim();
+        let ip: std::net::IpAddr = trimmed.parse().ok()?;
+        Some(
+            match (self.ip_mode, anonymize_ip(&ip.to_string(), self.ip_mode)) {
+                (IpMode::Keep, _) => Scrubbed::Unchanged,
+                (_, Some(kept)) if kept == trimmed => Scrubbed::Unchanged,
+                (_, Some(kept)) => Scrubbed::Changed(kept),
+                (_, None) => Scrubbed::Changed("[ip]".to_owned()),
+            },
+        )
     }
 
     /// Scrubs a JSON value in place: named properties at any depth, then every string. Returns
@@ -466,6 +620,18 @@ impl PiiScrubber {
                     Some(PiiAction::Hash) => {
                         if !item.is_null() {
                             let text = match &*item {
+                                // A phone number hashes the same however it is spaced.
+                                Value::String(s)
+                                    if s.bytes().filter(u8::is_ascii_digit).count() >= 7
+                                        && s.bytes().all(|b| {
+                                            b.is_ascii_digit() || b" +()-./".contains(&b)
+                                        }) =>
+                                {
+                                    s.bytes()
+                                        .filter(|b| b.is_ascii_digit())
+                                        .map(char::from)
+                                        .collect()
+                                }
                                 Value::String(s) => s.trim().to_lowercase(),
                                 other => other.to_string(),
                             };
@@ -474,8 +640,36 @@ impl PiiScrubber {
                         true
                     }
                     Some(PiiAction::Keep) => true,
-                    None => !self.scrub_value(item),
+                    None => match item {
+                        Value::String(text) if Self::names_ip(k) => {
+                            match self.scrub_ip(text).unwrap_or_else(|| self.scrub_str(text)) {
+                                Scrubbed::Unchanged => true,
+                                Scrubbed::Changed(t) => {
+                                    *text = t;
+                                    true
+                                }
+                                Scrubbed::Drop => false,
+                            }
+                        }
+                        _ => !self.scrub_value(item),
+                    },
                 });
+                false
+            }
+            // A card number sent as a JSON number.
+            Value::Number(n) if n.as_u64().is_some_and(|x| x >= 1_000_000_000_000) => {
+                let digits = n.to_string();
+                let action = self.policy.for_pattern(PiiPattern::Card);
+                if action == PiiAction::Keep
+                    || !(13..=19).contains(&digits.len())
+                    || !card_number(&digits, 0, digits.len())
+                {
+                    return false;
+                }
+                if action == PiiAction::Drop {
+                    return true;
+                }
+                *v = Value::String(self.replacement(PiiPattern::Card, action, &digits));
                 false
             }
             _ => false,
@@ -483,15 +677,26 @@ impl PiiScrubber {
     }
 
     /// The action of the rule naming property `name`, if any.
+    /// The action of the rule naming property `name`: its own name, or one of five or more
+    /// characters that it ends with (`user_email`, `new_password`, `id_token`).
     fn for_name(&self, name: &str) -> Option<PiiAction> {
         let plain = name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if plain {
-            self.names.get(name).copied()
+        let normalized;
+        let key = if plain {
+            name
         } else {
-            self.names.get(&normalize(name)).copied()
+            normalized = normalize(name);
+            &normalized
+        };
+        if let Some(a) = self.names.get(key) {
+            return Some(*a);
         }
+        self.suffixes
+            .iter()
+            .find(|(rule, _)| key.ends_with(rule.as_str()))
+            .map(|(_, a)| *a)
     }
 
     /// Scrubs an object's properties in place.
@@ -557,13 +762,23 @@ mod tests {
             ("2026-12-02T15:30:00Z", None),
             ("v1.2.3", None),
             ("no personal data here", None),
-            // Text that is an address as a whole follows the IP mode.
-            ("203.0.113.77", Some("203.0.113.0")),
-            (
-                "2001:db8:85a3:8d3:1319:8a2e:370:7348",
-                Some("2001:db8:85a3::"),
-            ),
-            ("203.0.113.0", None),
+            // Ids, timestamps, UUIDs, dates and amounts that pass Luhn are not cards.
+            ("1733155800001", None),
+            ("2026-12-01 2026-12-03", None),
+            ("550e8400-e29b-41d4-8716-446655440009", None),
+            ("4111111111111111.25", None),
+            ("card 4111 1111 1111 1111.", Some("card [card].")),
+            ("/cards/4111111111111111", Some("/cards/[card]")),
+            // Other phone notations; a longer match is cut at 15 digits.
+            ("0049 30 1234567", Some("[phone]")),
+            ("call 555-123-4567", Some("call [phone]")),
+            ("+49 30 1234567 12346", Some("[phone] 12346")),
+            ("de89 3704 0044 0532 0130 00", Some("[iban]")),
+            ("o'brien@example.com", Some("[email]")),
+            ("https://cdn.test/img/logo@2x.png", None),
+            // Versions and addresses in free text are left to the IP-named properties.
+            ("3.14.2.7", None),
+            ("203.0.113.77", None),
         ];
         for (text, want) in cases {
             let got = s.scrub_str(text);
@@ -600,14 +815,22 @@ mod tests {
         );
         let other = PiiScrubber::new(policy(PiiAction::Hash), IpMode::Truncate, b"other");
         assert_ne!(other.scrub_str("a a@b.io"), Scrubbed::Changed(h1));
-        // The IP mode applies to addresses in text too.
+        // The IP mode applies to properties named like an address.
         let drop_ip = PiiScrubber::new(PiiPolicy::default(), IpMode::Drop, b"s");
+        let mut v =
+            json!({"ip": "10.1.2.3", "$client_ip": "2001:DB8::1", "app_version": "3.14.2.7"});
+        drop_ip.scrub_value(&mut v);
         assert_eq!(
-            drop_ip.scrub_str("10.1.2.3"),
-            Scrubbed::Changed("[ip]".into())
+            v,
+            json!({"ip": "[ip]", "$client_ip": "[ip]", "app_version": "3.14.2.7"})
         );
         let keep_ip = PiiScrubber::new(PiiPolicy::default(), IpMode::Keep, b"s");
-        assert_eq!(keep_ip.scrub_str("10.1.2.3"), Scrubbed::Unchanged);
+        let mut v = json!({"ip": "2001:DB8::1"});
+        keep_ip.scrub_value(&mut v);
+        assert_eq!(v["ip"], "2001:DB8::1");
+        let mut v = json!({"ip_address": "203.0.113.77"});
+        scrubber().scrub_value(&mut v);
+        assert_eq!(v["ip_address"], "203.0.113.0");
     }
 
     #[test]
@@ -628,6 +851,22 @@ mod tests {
         assert_eq!(v["form"]["note"], "ring [phone]");
         assert_eq!(v["list"], json!(["[email]", "fine"]));
         assert_eq!(v["Phone"], Value::Null);
+        // Names that end with a rule's name, `$` prefixes, card numbers as JSON numbers.
+        let mut w = json!({"user_email": "a", "$phone": "+49 30 1234567", "new_password": "x",
+                           "id_token": "t", "email_verified": true, "cc": 4111111111111111u64,
+                           "order": 1733155800001u64});
+        s.scrub_value(&mut w);
+        assert!(w["user_email"].as_str().unwrap().starts_with("[hash:"));
+        assert!(w.get("new_password").is_none() && w.get("id_token").is_none());
+        assert_eq!(w["email_verified"], true);
+        assert_eq!(w["cc"], "[card]");
+        assert_eq!(w["order"], 1733155800001u64);
+        let mut spaced = json!({"phone": "+49301234567"});
+        s.scrub_value(&mut spaced);
+        assert_eq!(
+            spaced["phone"], w["$phone"],
+            "a phone hashes the same however spaced"
+        );
         // Hashes of contact data ignore case and surrounding space.
         let mut w = json!({"email": " jane@example.com"});
         s.scrub_value(&mut w);
@@ -667,17 +906,36 @@ mod tests {
     }
 
     #[test]
+    fn urls_are_also_checked_percent_decoded() {
+        let s = scrubber();
+        assert_eq!(
+            s.scrub_url("https://shop.test/?email=jane%40example.com&x=1"),
+            Scrubbed::Changed("https://shop.test/?email=[email]&x=1".into())
+        );
+        assert_eq!(
+            s.scrub_url("https://shop.test/?utm_content=%2B49+30+1234567"),
+            Scrubbed::Changed("https://shop.test/?utm_content=[phone]".into())
+        );
+        assert_eq!(
+            s.scrub_url("https://shop.test/a%20b?q=shoes+red"),
+            Scrubbed::Unchanged
+        );
+    }
+
+    #[test]
     fn check_digits() {
         assert!(luhn("4111111111111111"));
         assert!(luhn("79927398713"));
         assert!(!luhn("79927398710"));
+        assert!(luhn("4111-1111-1111-1111"));
+        assert!(!luhn("--"));
         assert!(iban_valid("DE89370400440532013000"));
         assert!(iban_valid("NL91ABNA0417164300"));
         assert!(!iban_valid("NL91ABNA0417164301"));
         assert!(!iban_valid("DE89"));
     }
 
-    /// A valid card number of `len` digits from a prefix of random digits.
+    /// A number that passes the Luhn check: `prefix` and a check digit.
     fn with_luhn(prefix: &[u8]) -> String {
         let mut digits: String = prefix.iter().map(|d| char::from(b'0' + d % 10)).collect();
         for check in 0..10u8 {
@@ -693,11 +951,15 @@ mod tests {
     proptest! {
         #[test]
         fn every_valid_card_number_in_text_is_masked(
-            prefix in proptest::collection::vec(0u8..10, 12..18),
+            issuer in proptest::sample::select(vec![
+                vec![4], vec![5, 1], vec![5, 5], vec![2, 2, 2, 1], vec![2, 7, 2, 0], vec![3, 4],
+                vec![3, 7], vec![6, 0, 1, 1], vec![6, 5], vec![3, 5, 2, 8],
+            ]),
+            rest in proptest::collection::vec(0u8..10, 12..15),
             before in "[a-z ]{0,12}",
             after in "[a-z ]{0,12}",
         ) {
-            let card = with_luhn(&prefix);
+            let card = with_luhn(&[issuer, rest].concat());
             let text = format!("{before} {card} {after}");
             match scrubber().scrub_str(&text) {
                 Scrubbed::Changed(t) => prop_assert!(!t.contains(&card), "{t}"),

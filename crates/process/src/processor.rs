@@ -9,7 +9,7 @@ use serde_json::Value;
 use tally_core::{AnalyticsEvent, EventRecord, EventSchema, FieldError, IdentityOp, ProjectId};
 
 use crate::enrich::{UserAgentParser, Utm, classify, split};
-use crate::pii::{PiiPolicy, PiiScrubber};
+use crate::pii::{PiiPolicy, PiiScrubber, Scrubbed};
 use crate::privacy::{IpMode, anonymize_ip};
 use crate::sessions::SessionTracker;
 
@@ -163,12 +163,14 @@ impl EventProcessor {
         pii.scrub_map(&mut context.extra);
         label = pii.scrub_opt(label);
         let page = &mut context.page;
-        for text in [
-            &mut page.url,
-            &mut page.path,
-            &mut page.title,
-            &mut page.referrer,
-        ] {
+        for url in [&mut page.url, &mut page.referrer] {
+            *url = url.take().and_then(|u| match pii.scrub_url(&u) {
+                Scrubbed::Unchanged => Some(u),
+                Scrubbed::Changed(t) => Some(t),
+                Scrubbed::Drop => None,
+            });
+        }
+        for text in [&mut page.path, &mut page.title] {
             *text = pii.scrub_opt(text.take());
         }
         let campaign = &mut context.campaign;
