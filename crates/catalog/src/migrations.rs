@@ -134,6 +134,7 @@ const MIGRATIONS: &[&str] = &[
         revoked_at TEXT
      );
      CREATE INDEX dashboard_shares_by_dashboard ON dashboard_shares(dashboard_id);",
+    "ALTER TABLE projects ADD COLUMN consent TEXT NOT NULL DEFAULT 'anonymous';",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

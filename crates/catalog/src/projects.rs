@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
-use tally_core::{EventSchema, ProjectId};
+use tally_core::{ConsentMode, EventSchema, ProjectId};
 
 use crate::{Catalog, CatalogError, KeyScope, Result, now_rfc3339};
 
@@ -12,6 +12,8 @@ pub struct Project {
     pub name: String,
     /// When true, events without a registered schema are rejected.
     pub strict_schemas: bool,
+    /// What happens to events sent without consent.
+    pub consent: ConsentMode,
     pub created_at: String,
 }
 
@@ -74,7 +76,7 @@ impl Catalog {
     pub fn list_projects(&self) -> Result<Vec<Project>> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT id, name, strict_schemas, created_at FROM projects ORDER BY created_at, id",
+                "SELECT id, name, strict_schemas, created_at, consent FROM projects ORDER BY created_at, id",
             )?;
             let rows = st.query_map([], row_to_project)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -85,7 +87,7 @@ impl Catalog {
     pub fn find_project(&self, id_or_name: &str) -> Result<Project> {
         self.with(|c| {
             c.query_row(
-                "SELECT id, name, strict_schemas, created_at FROM projects WHERE id = ?1 OR name = ?1",
+                "SELECT id, name, strict_schemas, created_at, consent FROM projects WHERE id = ?1 OR name = ?1",
                 [id_or_name],
                 row_to_project,
             )
@@ -102,6 +104,16 @@ impl Catalog {
             c.execute(
                 "UPDATE projects SET strict_schemas = ?2 WHERE id = ?1",
                 params![project.as_str(), strict],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn set_consent(&self, project: &ProjectId, mode: ConsentMode) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE projects SET consent = ?2 WHERE id = ?1",
+                params![project.as_str(), mode.as_str()],
             )?;
             Ok(())
         })
@@ -154,6 +166,9 @@ fn row_to_project(r: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
         name: r.get(1)?,
         strict_schemas: r.get(2)?,
         created_at: r.get(3)?,
+        consent: r.get::<_, String>(4)?.parse().map_err(|_| {
+            rusqlite::Error::InvalidColumnType(4, "consent".into(), rusqlite::types::Type::Text)
+        })?,
     })
 }
 

@@ -55,3 +55,78 @@ pub struct Campaign {
     pub term: Option<String>,
     pub content: Option<String>,
 }
+
+/// What a project does with events sent without consent (`context.consent` false): count them
+/// anonymously (no ids, no IP, no person; each event is its own anonymous visitor), or drop them
+/// (acknowledged, never stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentMode {
+    #[default]
+    Anonymous,
+    Drop,
+}
+
+impl ConsentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Drop => "drop",
+        }
+    }
+}
+
+impl std::str::FromStr for ConsentMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "anonymous" => Ok(Self::Anonymous),
+            "drop" => Ok(Self::Drop),
+            other => Err(format!(
+                "unknown consent mode `{other}`: use anonymous or drop"
+            )),
+        }
+    }
+}
+
+/// Whether an event's context says its sender did not consent to analytics:
+/// `"consent": false` or `"denied"`, or Segment's
+/// `"consent": {"categoryPreferences": {"analytics": false}}` (any case of `analytics`).
+pub fn without_consent(context_extra: &Map<String, Value>) -> bool {
+    match context_extra.get("consent") {
+        Some(Value::Bool(b)) => !b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("denied") || s == "false",
+        Some(Value::Object(o)) => o
+            .get("categoryPreferences")
+            .and_then(Value::as_object)
+            .is_some_and(|prefs| {
+                prefs
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("analytics") && *v == Value::Bool(false))
+            }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod consent_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn consent_flags() {
+        let m = |v: Value| v.as_object().cloned().unwrap();
+        assert!(without_consent(&m(json!({"consent": false}))));
+        assert!(without_consent(&m(json!({"consent": "DENIED"}))));
+        assert!(without_consent(&m(
+            json!({"consent": {"categoryPreferences": {"Analytics": false, "ads": true}}})
+        )));
+        assert!(!without_consent(&m(json!({"consent": true}))));
+        assert!(!without_consent(&m(
+            json!({"consent": {"categoryPreferences": {"analytics": true}}})
+        )));
+        assert!(!without_consent(&m(json!({}))));
+        assert_eq!("drop".parse::<ConsentMode>(), Ok(ConsentMode::Drop));
+        assert!("never".parse::<ConsentMode>().is_err());
+    }
+}

@@ -14,7 +14,7 @@ pub mod schema;
 pub mod time;
 
 pub use error::FieldError;
-pub use event::{AnalyticsEvent, Campaign, EventContext, Page};
+pub use event::{AnalyticsEvent, Campaign, ConsentMode, EventContext, Page, without_consent};
 pub use identity::IdentityOp;
 pub use ids::ProjectId;
 pub use record::EventRecord;

@@ -14,7 +14,8 @@ pub struct EventRecord {
     pub value: Option<f64>,
     pub user_id: Option<String>,
     pub anonymous_id: Option<String>,
-    /// `user_id`, else `anonymous_id`: whom unique counts count.
+    /// `user_id`, else `anonymous_id` (for an event sent without consent, `$anon:` and a random
+    /// id of its own): whom unique counts count.
     pub person_id: String,
     pub session_id: i64,
     pub message_id: Option<[u8; 16]>,
@@ -46,4 +47,12 @@ pub struct EventRecord {
     pub library: Option<String>,
     /// Other context keys as a JSON object text.
     pub context_extra: Option<String>,
+}
+
+impl EventRecord {
+    /// Sent without consent and counted anonymously: no user or anonymous id, a `person_id` of
+    /// its own (`$anon:…`).
+    pub fn is_personless(&self) -> bool {
+        self.user_id.is_none() && self.anonymous_id.is_none()
+    }
 }

@@ -71,7 +71,7 @@ impl BatchProcessor {
             match self.process_line(project, schemas, text) {
                 Ok(r) => {
                     stats.accepted += 1;
-                    chunk.push(r);
+                    chunk.extend(r);
                 }
                 Err(e) => {
                     stats.rejected += 1;
@@ -101,7 +101,7 @@ impl BatchProcessor {
         project: &ProjectId,
         schemas: &ProjectSchemas,
         text: &str,
-    ) -> Result<EventRecord, FieldError> {
+    ) -> Result<Option<EventRecord>, FieldError> {
         let raw: &serde_json::value::RawValue = serde_json::from_str(text)
             .map_err(|e| FieldError::new("malformed_json", "", e.to_string()))?;
         let ev = tally_collect::native::parse_event(raw, self.max_event_bytes)?;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tally_core::{AnalyticsEvent, EventRecord, EventSchema, FieldError, IdentityOp, ProjectId};
+use tally_core::{
+    AnalyticsEvent, ConsentMode, EventRecord, EventSchema, FieldError, IdentityOp, ProjectId,
+};
 
 use crate::enrich::{UserAgentParser, Utm, classify, split};
 use crate::pii::{PiiPolicy, PiiScrubber, Scrubbed};
@@ -49,6 +51,8 @@ pub struct ProjectSchemas {
     pub schemas: HashMap<String, EventSchema>,
     /// Events without a registered schema are rejected.
     pub strict: bool,
+    /// What happens to events sent without consent.
+    pub consent: ConsentMode,
 }
 
 /// The earliest event time accepted: 2000-01-01.
@@ -105,14 +109,17 @@ impl EventProcessor {
         }
     }
 
-    /// Turns one event into the record to store, or says which field makes it unacceptable.
+    /// Turns one event into the record to store (`None`: acknowledged and not stored, as an
+    /// event without consent in a project that drops those), or says which field makes it
+    /// unacceptable. A record without `user_id` and `anonymous_id` is personless (sent without
+    /// consent): identity changes that came with it must not be applied.
     pub fn process(
         &self,
         project: &ProjectId,
         schemas: &ProjectSchemas,
         ev: AnalyticsEvent,
         received_at: DateTime<Utc>,
-    ) -> Result<EventRecord, FieldError> {
+    ) -> Result<Option<EventRecord>, FieldError> {
         let AnalyticsEvent {
             event,
             category,
@@ -184,7 +191,23 @@ impl EventProcessor {
             *text = pii.scrub_opt(text.take());
         }
 
-        let person_id = match user_id.as_deref().or(anonymous_id.as_deref()) {
+        // Without consent: nothing that could single the person out is kept.
+        let (user_id, anonymous_id, anonymous_person) =
+            if tally_core::without_consent(&context.extra) {
+                if schemas.consent == ConsentMode::Drop {
+                    return Ok(None);
+                }
+                let anonymous = format!("$anon:{}", uuid::Uuid::new_v4().simple());
+                (None, None, Some(anonymous))
+            } else {
+                (user_id, anonymous_id, None)
+            };
+        let personless = anonymous_person.is_some();
+        let person_id = match anonymous_person
+            .as_deref()
+            .or(user_id.as_deref())
+            .or(anonymous_id.as_deref())
+        {
             Some(p) => p.to_owned(),
             None => {
                 return Err(FieldError::new(
@@ -228,7 +251,7 @@ impl EventProcessor {
             &utm,
         );
 
-        Ok(EventRecord {
+        Ok(Some(EventRecord {
             timestamp: timestamp_us,
             received_at: received_us,
             event: name,
@@ -245,6 +268,7 @@ impl EventProcessor {
             ip: context
                 .ip
                 .as_deref()
+                .filter(|_| !personless)
                 .and_then(|ip| anonymize_ip(ip, self.config.ip_mode)),
             locale: context.locale,
             url: context.page.url,
@@ -269,7 +293,7 @@ impl EventProcessor {
             city: context.city,
             library: context.library,
             context_extra: json_text(context.extra),
-        })
+        }))
     }
 
     /// The event's time: its `timestamp` (default: received), moved by the client's clock skew
@@ -358,6 +382,7 @@ mod tests {
                 ev,
                 at("2026-11-24T10:00:00Z"),
             )
+            .unwrap()
             .unwrap();
         // The client's clock is 55 minutes behind.
         assert_eq!(r.timestamp, at("2026-11-24T09:55:00Z").timestamp_micros());
@@ -398,6 +423,46 @@ mod tests {
             .process(&ProjectId::generate(), &s, ev("other"), now)
             .unwrap_err();
         assert_eq!(e.code, "undeclared_event");
+    }
+
+    #[test]
+    fn events_without_consent_are_personless_or_dropped() {
+        let p = processor();
+        let ev = || AnalyticsEvent {
+            event: Some("pageview".into()),
+            user_id: Some("u1".into()),
+            anonymous_id: Some("a1".into()),
+            context: EventContext {
+                ip: Some("203.0.113.77".into()),
+                extra: serde_json::json!({"consent": false})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                ..EventContext::default()
+            },
+            ..AnalyticsEvent::default()
+        };
+        let mut s = ProjectSchemas::default();
+        let now = Utc::now();
+        let a = p
+            .process(&ProjectId::generate(), &s, ev(), now)
+            .unwrap()
+            .unwrap();
+        let b = p
+            .process(&ProjectId::generate(), &s, ev(), now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.user_id, a.anonymous_id, a.ip), (None, None, None));
+        assert!(a.person_id.starts_with("$anon:"));
+        assert_ne!(
+            a.person_id, b.person_id,
+            "each event is its own anonymous visitor"
+        );
+        s.consent = ConsentMode::Drop;
+        assert_eq!(
+            p.process(&ProjectId::generate(), &s, ev(), now).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -172,6 +172,8 @@ pub(crate) struct Processed {
     pub(crate) records: Vec<EventRecord>,
     pub(crate) identity: Vec<IdentityOp>,
     pub(crate) rejected: Vec<Rejection>,
+    /// Acknowledged and not stored (sent without consent in a project that drops those).
+    pub(crate) dropped: usize,
 }
 
 impl Processed {
@@ -179,13 +181,17 @@ impl Processed {
     pub(crate) fn add(
         &mut self,
         index: usize,
-        outcome: Result<(EventRecord, Vec<IdentityOp>), FieldError>,
+        outcome: Result<(Option<EventRecord>, Vec<IdentityOp>), FieldError>,
     ) {
         match outcome {
-            Ok((record, ops)) => {
+            Ok((Some(record), ops)) => {
+                // Without consent, no identity change either.
+                if !record.is_personless() {
+                    self.identity.extend(ops);
+                }
                 self.records.push(record);
-                self.identity.extend(ops);
             }
+            Ok((None, _)) => self.dropped += 1,
             Err(error) => self.rejected.push(Rejection { index, error }),
         }
     }
@@ -203,7 +209,7 @@ pub(crate) async fn finish_messages(
     marker: (&str, serde_json::Value, serde_json::Value),
 ) -> Result<Response, ApiError> {
     let (key, ok, failed) = marker;
-    let accepted = p.records.len();
+    let accepted = p.records.len() + p.dropped;
     let mut answer = serde_json::Map::new();
     if accepted == 0 && !p.rejected.is_empty() {
         state
@@ -255,26 +261,29 @@ pub(crate) async fn post_events(
     let project_for_work = project.clone();
 
     // Decoding and processing are CPU work: keep them off the async workers.
-    let (records, rejected) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        let json =
-            body::decode_encoding(&bytes, encoding.as_deref(), &limits).map_err(body_error)?;
-        let raws = body::split_events(&json, &limits).map_err(body_error)?;
-        let mut records = Vec::with_capacity(raws.len());
-        let mut rejected = Vec::new();
-        for (index, raw) in raws.into_iter().enumerate() {
-            let result = native::parse_event(raw, limits.max_event_bytes)
-                .and_then(|ev| processor.process(&project_for_work, &schemas, ev, received_at));
-            match result {
-                Ok(r) => records.push(r),
-                Err(error) => rejected.push(Rejection { index, error }),
+    let (records, rejected, dropped) =
+        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let json =
+                body::decode_encoding(&bytes, encoding.as_deref(), &limits).map_err(body_error)?;
+            let raws = body::split_events(&json, &limits).map_err(body_error)?;
+            let mut records = Vec::with_capacity(raws.len());
+            let mut rejected = Vec::new();
+            let mut dropped = 0;
+            for (index, raw) in raws.into_iter().enumerate() {
+                let result = native::parse_event(raw, limits.max_event_bytes)
+                    .and_then(|ev| processor.process(&project_for_work, &schemas, ev, received_at));
+                match result {
+                    Ok(Some(r)) => records.push(r),
+                    Ok(None) => dropped += 1,
+                    Err(error) => rejected.push(Rejection { index, error }),
+                }
             }
-        }
-        Ok((records, rejected))
-    })
-    .await
-    .map_err(|e| ApiError::internal("processing the events failed", e))??;
+            Ok((records, rejected, dropped))
+        })
+        .await
+        .map_err(|e| ApiError::internal("processing the events failed", e))??;
 
-    let accepted = records.len();
+    let accepted = records.len() + dropped;
     let merges = records
         .iter()
         .filter_map(|r| IdentityOp::implied_by(r.user_id.as_deref(), r.anonymous_id.as_deref()))

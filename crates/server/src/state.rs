@@ -188,6 +188,7 @@ impl Inner {
             Ok(ProjectSchemas {
                 schemas,
                 strict: p.strict_schemas,
+                consent: p.consent,
             })
         };
         let s = Arc::new(

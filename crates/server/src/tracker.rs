@@ -183,7 +183,7 @@ pub(crate) async fn hit(State(state): State<AppState>, req: Request) -> Result<R
         .processor
         .process(&project, &schemas, event, Utc::now())
         .map_err(field)?;
-    submit(&state, project, vec![record], 0).await?;
+    submit(&state, project, record.into_iter().collect(), 0).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": 1}))).into_response())
 }
 

@@ -43,7 +43,7 @@ async fn run_case(path: &PathBuf) -> Result<(), String> {
             for (i, e) in events.into_iter().enumerate() {
                 let ev = tally_collect::native::event_from_value(e)
                     .map_err(|e| format!("{key}[{i}]: {e}"))?;
-                records.push(
+                records.extend(
                     processor
                         .process(project, &ProjectSchemas::default(), ev, received)
                         .map_err(|e| format!("{key}[{i}]: {e}"))?,

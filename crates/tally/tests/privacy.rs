@@ -320,3 +320,118 @@ fn a_person_is_exported_whole_with_the_admin_key_only() {
     );
     assert_eq!(status, 200);
 }
+
+fn count_events(server: &Server, key: &str) -> Value {
+    let (status, v) = server.post(
+        "/v1/sql",
+        key,
+        &json!({"sql": "SELECT event, user_id, anonymous_id, person_id, ip FROM events ORDER BY event"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    v["rows"].clone()
+}
+
+#[test]
+fn events_without_consent_are_counted_anonymously_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = create_project(dir.path(), "shop");
+    let server = Server::start(dir.path(), &[]);
+    // Two events without consent (ours and Segment's shape), one with it.
+    let events = json!([
+        {"event": "a_pageview", "user_id": "u1", "anonymous_id": "a1",
+         "context": {"consent": false, "ip": "203.0.113.77"}},
+        {"event": "b_pageview", "user_id": "u1",
+         "context": {"consent": {"categoryPreferences": {"Analytics": false}}}},
+        {"event": "c_signup", "user_id": "u2", "context": {"consent": true}}
+    ]);
+    let (status, v) = server.post("/v1/events", &p.write_key, &events);
+    assert_eq!((status, v["accepted"].as_u64()), (200, Some(3)), "{v}");
+    // An identify without consent changes no person.
+    let identify = json!({"userId": "u1", "anonymousId": "a9", "traits": {"plan": "pro"},
+                          "context": {"consent": false}});
+    assert_eq!(server.post("/v1/identify", &p.write_key, &identify).0, 200);
+    let rows = count_events(&server, &p.read_key);
+    assert_eq!(rows.as_array().unwrap().len(), 4, "{rows}");
+    for row in rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[0] != "c_signup")
+    {
+        assert_eq!(
+            (&row[1], &row[2], &row[4]),
+            (&Value::Null, &Value::Null, &Value::Null),
+            "{row}"
+        );
+        assert!(row[3].as_str().unwrap().starts_with("$anon:"), "{row}");
+    }
+    let signup = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0] == "c_signup")
+        .unwrap();
+    assert_eq!(signup[1], "u2");
+    let r = common::client()
+        .get(format!("{}/v1/persons/u1", server.url))
+        .bearer_auth(&p.read_key)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "no person was created or merged");
+    let text = rows.to_string();
+    assert!(
+        !text.contains("\"u1\"") && !text.contains("\"a1\""),
+        "{text}"
+    );
+
+    // A project that drops them: acknowledged, never stored.
+    let out = std::process::Command::new(BIN)
+        .args(["project", "set", "shop", "--consent", "drop", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"consent\":\"drop\""));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let ev = json!({"event": format!("z_dropped_{n}"), "user_id": "u3", "context": {"consent": false}});
+        let (status, v) = server.post("/v1/events", &p.write_key, &json!([ev]));
+        assert_eq!((status, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+        let rows = count_events(&server, &p.read_key);
+        let stored = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r[0].as_str().unwrap().starts_with("z_"))
+            .count();
+        // Until the server re-reads the project (every few seconds) they are still anonymized.
+        if stored < n {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never dropped: {rows}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let bad = std::process::Command::new(BIN)
+        .args([
+            "project",
+            "set",
+            "shop",
+            "--consent",
+            "sometimes",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("anonymous or drop"));
+}

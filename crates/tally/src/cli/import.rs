@@ -89,6 +89,7 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<()> {
             .map(|s| (s.event.clone(), s))
             .collect(),
         strict: project.strict_schemas,
+        consent: project.consent,
     };
     let file =
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;

@@ -34,6 +34,10 @@ pub(crate) enum ProjectCommand {
         /// Reject events that have no registered schema.
         #[arg(long)]
         strict_schemas: Option<bool>,
+        /// What happens to events sent without consent: `anonymous` (counted without ids, IP
+        /// or person) or `drop`.
+        #[arg(long, value_parser = clap::value_parser!(tally_core::ConsentMode))]
+        consent: Option<tally_core::ConsentMode>,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -99,12 +103,16 @@ pub(crate) fn run_project(cmd: ProjectCommand) -> anyhow::Result<()> {
         ProjectCommand::Set {
             project,
             strict_schemas,
+            consent,
             data,
         } => {
             let catalog = open_catalog(&data.data_dir)?;
             let p = catalog.find_project(&project)?;
             if let Some(strict) = strict_schemas {
                 catalog.set_strict_schemas(&p.id, strict)?;
+            }
+            if let Some(mode) = consent {
+                catalog.set_consent(&p.id, mode)?;
             }
             println!(
                 "{}",
