@@ -52,7 +52,7 @@ cat "$OUT/import.md"
 fi
 
 echo "== queries over HTTP"
-"$T" serve --listen "127.0.0.1:$PORT" --data-dir "$D" 2>"$WORK/serve.log" & SERVER=$!
+"$T" serve --listen "127.0.0.1:$PORT" --data-dir "$D" --ingest-rate-limit 0 --query-rate-limit 0 2>"$WORK/serve.log" & SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 wait_health
 "$B" queries --url "http://127.0.0.1:$PORT" --key "$(key "$WORK/shop.json" read_key)" --days "$DAYS" --runs 5 --json "$OUT/queries.json"
@@ -69,7 +69,7 @@ if [ "${SKIP_INGEST:-0}" != 1 ]; then
 echo "== HTTP ingest ($INGEST_EVENTS events, batches of 100) into a fresh data dir"
 D2=$WORK/data-ingest
 "$T" project create live --json --data-dir "$D2" > "$WORK/live.json"
-"$T" serve --listen "127.0.0.1:$PORT" --data-dir "$D2" 2>"$WORK/serve-ingest.log" & SERVER=$!
+"$T" serve --listen "127.0.0.1:$PORT" --data-dir "$D2" --ingest-rate-limit 0 --query-rate-limit 0 2>"$WORK/serve-ingest.log" & SERVER=$!
 wait_health
 "$B" ingest --url "http://127.0.0.1:$PORT" --key "$(key "$WORK/live.json" write_key)" --file "$WORK/events.ndjson.gz" \
     --limit "$INGEST_EVENTS" --batch 100 --concurrency 32 --json "$OUT/ingest.json"

@@ -18,12 +18,79 @@ const MAX_CACHED: usize = 10_000;
 /// What a key is good for: its project and scope, or nothing (unknown or revoked).
 type KeyGrant = Option<(ProjectId, KeyScope)>;
 
+/// Requests per second a key may make, with bursts of twice as many; `None`: no limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateLimits {
+    /// Write keys (ingest).
+    pub write: Option<u32>,
+    /// Read and admin keys (queries, dashboards, reports, exports).
+    pub read: Option<u32>,
+}
+
+/// A token bucket: `tokens` left at `at`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct KeyCache {
     entries: Mutex<HashMap<String, (Instant, KeyGrant)>>,
+    limits: RateLimits,
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl KeyCache {
+    pub(crate) fn with_limits(limits: RateLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Takes one request from `key`'s budget, or answers 429 with the seconds until the next.
+    fn admit(&self, key: &str, scope: KeyScope) -> Result<(), ApiError> {
+        let rate = match scope {
+            KeyScope::Write => self.limits.write,
+            KeyScope::Read | KeyScope::Admin => self.limits.read,
+        };
+        let Some(rate) = rate.filter(|r| *r > 0).map(f64::from) else {
+            return Ok(());
+        };
+        let burst = 2.0 * rate;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= MAX_CACHED && !buckets.contains_key(key) {
+            // Idle buckets are full anyway: forgetting them changes nothing.
+            buckets.retain(|_, b| now.duration_since(b.at).as_secs_f64() * rate < burst);
+            if buckets.len() >= MAX_CACHED {
+                buckets.clear();
+            }
+        }
+        let b = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = ((1.0 - b.tokens) / rate).ceil().max(1.0) as u64;
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "this key may make {rate} requests per second (bursts of {burst}); retry after {wait} s"
+            ),
+        )
+        .field("authorization");
+        e.retry_after_secs = Some(wait);
+        Err(e)
+    }
+
     fn lookup(
         &self,
         catalog: &Catalog,
@@ -54,7 +121,11 @@ pub(crate) fn authorize(
     scope: KeyScope,
 ) -> Result<ProjectId, ApiError> {
     let (project, got) = identify(cache, catalog, headers)?;
-    check_scope(project, got, scope, "authorization")
+    let project = check_scope(project, got, scope, "authorization")?;
+    if let Some(key) = bearer(headers) {
+        cache.admit(key, got)?;
+    }
+    Ok(project)
 }
 
 /// The project and scope of the request's key, whatever its scope.
@@ -121,7 +192,9 @@ pub(crate) fn check_key(
     field: &str,
 ) -> Result<ProjectId, ApiError> {
     let (project, got) = grant(cache, catalog, key, field)?;
-    check_scope(project, got, scope, field)
+    let project = check_scope(project, got, scope, field)?;
+    cache.admit(key, got)?;
+    Ok(project)
 }
 
 /// The user name of `Authorization: Basic ...` (Segment's libraries send the write key as the

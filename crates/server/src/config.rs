@@ -62,6 +62,16 @@ pub struct ServeConfig {
     #[arg(long, env = "TALLY_MAX_BUFFER_ROWS", default_value_t = 4_000_000)]
     pub max_buffer_rows: usize,
 
+    /// Requests per second each write key may make (bursts of twice as many); beyond it ingest
+    /// answers 429 with `Retry-After`. 0: no limit.
+    #[arg(long, env = "TALLY_INGEST_RATE_LIMIT", default_value_t = 5_000)]
+    pub ingest_rate_limit: u32,
+
+    /// Requests per second each read or admin key may make (bursts of twice as many); beyond
+    /// it the API answers 429 with `Retry-After`. 0: no limit.
+    #[arg(long, env = "TALLY_QUERY_RATE_LIMIT", default_value_t = 200)]
+    pub query_rate_limit: u32,
+
     /// Keep rollups of the overview's figures for every project, so that it loads in
     /// milliseconds whatever the number of events (memory grows with the hours times the
     /// distinct pages, referrers, countries, browsers and event names in each; see
@@ -151,6 +161,14 @@ impl ServeConfig {
         SchedulerConfig {
             retry_base: self.report_retry,
             ..SchedulerConfig::default()
+        }
+    }
+
+    pub fn rate_limits(&self) -> crate::auth::RateLimits {
+        let some = |r: u32| (r > 0).then_some(r);
+        crate::auth::RateLimits {
+            write: some(self.ingest_rate_limit),
+            read: some(self.query_rate_limit),
         }
     }
 

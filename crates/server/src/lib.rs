@@ -36,6 +36,7 @@ use tally_process::{EventProcessor, PiiPolicy, ProcessorConfig};
 use tally_store::{EmbeddedStore, Store};
 use tokio::net::TcpListener;
 
+pub use auth::RateLimits;
 pub use config::ServeConfig;
 pub use ingest::IngestBatch;
 pub use rules::{SaveRuleError, save_rule};
@@ -172,6 +173,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     )
     .trusting_proxy(config.trust_proxy)
     .with_overview_rollups(config.overview_rollups)
+    .with_rate_limits(config.rate_limits())
     .with_reports(
         config.delivery_config(),
         config.scheduler_config(),

@@ -133,6 +133,14 @@ impl AppState {
         self
     }
 
+    /// Per-key request rates (see `--ingest-rate-limit`, `--query-rate-limit`).
+    pub fn with_rate_limits(mut self, limits: crate::auth::RateLimits) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.keys = KeyCache::with_limits(limits);
+        }
+        self
+    }
+
     /// Whether every project keeps the overview's rollups (see `--overview-rollups`).
     pub fn with_overview_rollups(mut self, on: bool) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {

@@ -435,3 +435,65 @@ fn events_without_consent_are_counted_anonymously_or_dropped() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("anonymous or drop"));
 }
+
+#[test]
+fn keys_are_rate_limited_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = create_project(dir.path(), "shop");
+    let other = create_project(dir.path(), "other");
+    let server = Server::start(
+        dir.path(),
+        &["--ingest-rate-limit", "1", "--query-rate-limit", "2"],
+    );
+    let body = |i: usize| {
+        serde_json::to_vec(&json!([{"event": format!("e{i}"), "user_id": "u1"}])).unwrap()
+    };
+    let ct = [("content-type", "application/json")];
+    // Bursts of twice the rate pass, then 429 with Retry-After; nothing of a refused request
+    // is stored.
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for i in 0..6 {
+        let (status, v, h) = server.post_raw("/v1/events", Some(&p.write_key), body(i), &ct);
+        if status == 429 {
+            assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+            retry = h
+                .get("retry-after")
+                .map(|r| r.to_str().unwrap().parse::<u64>().unwrap());
+        }
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..2], [200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(retry.is_some_and(|s| s >= 1), "{retry:?}");
+    // Another project's key has its own budget, and read keys theirs.
+    let (status, _, _) = server.post_raw("/v1/events", Some(&other.write_key), body(9), &ct);
+    assert_eq!(status, 200);
+    std::thread::sleep(std::time::Duration::from_secs(retry.unwrap()));
+    let (status, _, _) = server.post_raw("/v1/events", Some(&p.write_key), body(10), &ct);
+    assert_eq!(status, 200, "the key may send again after Retry-After");
+    let (status, v) = server.post(
+        "/v1/sql",
+        &p.read_key,
+        &json!({"sql": "SELECT event FROM events ORDER BY event"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let stored: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    let accepted = statuses.iter().filter(|s| **s == 200).count() + 1;
+    assert_eq!(stored.len(), accepted, "{stored:?} {statuses:?}");
+    let mut limited = false;
+    for _ in 0..8 {
+        let r = common::client()
+            .get(format!("{}/v1/rules", server.url))
+            .bearer_auth(&p.read_key)
+            .send()
+            .unwrap();
+        limited |= r.status().as_u16() == 429 && r.headers().contains_key("retry-after");
+    }
+    assert!(limited, "read keys are limited too");
+}
