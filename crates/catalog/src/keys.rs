@@ -36,7 +36,7 @@ impl KeyScope {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "write" => Some(Self::Write),
             "read" => Some(Self::Read),
@@ -79,12 +79,13 @@ pub(crate) fn insert_key(
     project: &ProjectId,
     scope: KeyScope,
     key: &str,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<String> {
+    let id = uuid::Uuid::now_v7().to_string();
     tx.execute(
         "INSERT INTO api_keys(id, project_id, scope, key_hash, prefix, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
-            uuid::Uuid::now_v7().to_string(),
+            &id,
             project.as_str(),
             scope.as_str(),
             hash_key(key),
@@ -92,7 +93,7 @@ pub(crate) fn insert_key(
             now_rfc3339()
         ],
     )?;
-    Ok(())
+    Ok(id)
 }
 
 impl Catalog {
@@ -109,6 +110,75 @@ impl Catalog {
                 .optional()?;
             Ok(row.and_then(|(p, s)| Some((ProjectId::parse(&p)?, KeyScope::parse(&s)?))))
         })
+    }
+
+    /// A new key of `scope` for `project`: as listed, and its secret (shown only now).
+    pub fn create_key(&self, project: &ProjectId, scope: KeyScope) -> Result<(ApiKey, String)> {
+        let secret = new_key(scope);
+        let id = self.with(|c| {
+            let tx = c.transaction()?;
+            let id = insert_key(&tx, project, scope, &secret)?;
+            tx.commit()?;
+            Ok(id)
+        })?;
+        Ok((self.key(project, &id)?, secret))
+    }
+
+    /// Revokes key `id` of `project`; false when the project has no such live key.
+    pub fn revoke_key(&self, project: &ProjectId, id: &str) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE api_keys SET revoked_at = ?3
+                 WHERE id = ?1 AND project_id = ?2 AND revoked_at IS NULL",
+                params![id, project.as_str(), now_rfc3339()],
+            )? == 1)
+        })
+    }
+
+    /// Replaces live key `id` of `project` by a new key of the same scope, in one transaction:
+    /// the old one stops working, the new one (returned with its secret) starts.
+    pub fn rotate_key(&self, project: &ProjectId, id: &str) -> Result<Option<(ApiKey, String)>> {
+        let scope: Option<String> = self.with(|c| {
+            Ok(c.query_row(
+                "SELECT scope FROM api_keys WHERE id = ?1 AND project_id = ?2 AND revoked_at IS NULL",
+                params![id, project.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })?;
+        let Some(scope) = scope.as_deref().and_then(KeyScope::parse) else {
+            return Ok(None);
+        };
+        let secret = new_key(scope);
+        let new_id = self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE api_keys SET revoked_at = ?3
+                 WHERE id = ?1 AND project_id = ?2 AND revoked_at IS NULL",
+                params![id, project.as_str(), now_rfc3339()],
+            )?;
+            let new_id = if n == 1 {
+                Some(insert_key(&tx, project, scope, &secret)?)
+            } else {
+                None
+            };
+            tx.commit()?;
+            Ok(new_id)
+        })?;
+        match new_id {
+            Some(new_id) => Ok(Some((self.key(project, &new_id)?, secret))),
+            None => Ok(None),
+        }
+    }
+
+    fn key(&self, project: &ProjectId, id: &str) -> Result<ApiKey> {
+        self.list_keys(project)?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| crate::CatalogError::NotFound {
+                what: "key",
+                name: id.to_owned(),
+            })
     }
 
     pub fn list_keys(&self, project: &ProjectId) -> Result<Vec<ApiKey>> {

@@ -12,6 +12,7 @@ mod dashboards;
 mod error;
 mod identity;
 mod ingest;
+mod keys;
 mod metrics;
 mod overview;
 mod posthog;
@@ -140,6 +141,9 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .route("/v1/persons/{id}", get(identity::get_person))
         .route("/v1/persons/{id}/export", get(identity::export_person))
+        .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke_key))
+        .route("/v1/keys/{id}/rotate", post(keys::rotate_key))
         .route("/v1/groups/{type}/{key}", get(identity::get_group))
         // Before the ingest routes are merged: theirs stays inside the CORS layer, which
         // answers preflight requests.

@@ -3,6 +3,7 @@
 
 mod dashboards;
 mod import;
+mod keys;
 mod project;
 mod query;
 mod reports;
@@ -44,6 +45,9 @@ enum Command {
     Dashboards(dashboards::DashboardsCommand),
     /// Import newline-delimited JSON events (optionally .gz) with the BatchProcessor.
     Import(import::ImportArgs),
+    /// List, create, rotate and revoke a project's API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// The data directory flag shared by the commands that open it.
@@ -73,6 +77,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Rules(cmd) => rules::run(cmd),
         Command::Reports(cmd) => reports::run(cmd),
         Command::Dashboards(cmd) => dashboards::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd),
         Command::Query(args) => runtime().and_then(|rt| rt.block_on(query::run(args))),
         Command::Import(args) => runtime().and_then(|rt| rt.block_on(import::run(args))),
     };

@@ -497,3 +497,161 @@ fn keys_are_rate_limited_with_retry_after() {
     }
     assert!(limited, "read keys are limited too");
 }
+
+fn keys_request(
+    server: &Server,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", server.url);
+    let mut r = match method {
+        "GET" => common::client().get(url),
+        "DELETE" => common::client().delete(url),
+        _ => common::client().post(url),
+    }
+    .bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// Waits until `key` is refused (the server caches key look-ups for 5 seconds).
+fn until_refused(server: &Server, key: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, _) = keys_request(server, "GET", "/v1/rules", key, None);
+        if status == 401 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the key still works");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn keys_are_listed_created_rotated_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = create_project(dir.path(), "shop");
+    let other = create_project(dir.path(), "other");
+    let server = Server::start(dir.path(), &[]);
+
+    let (status, v) = keys_request(&server, "GET", "/v1/keys", &p.admin_key, None);
+    assert_eq!(status, 200, "{v}");
+    let scopes: Vec<&str> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes, ["write", "read", "admin"]);
+    assert!(
+        !v.to_string().contains(&p.read_key),
+        "secrets are never listed"
+    );
+    assert_eq!(
+        keys_request(&server, "GET", "/v1/keys", &p.read_key, None).0,
+        403
+    );
+    let (status, v) = keys_request(
+        &server,
+        "POST",
+        "/v1/keys",
+        &p.admin_key,
+        Some(json!({"scope": "owner"})),
+    );
+    assert_eq!((status, v["error"]["field"].as_str()), (400, Some("scope")));
+
+    // A new read key works at once; rotating it hands out another and retires it.
+    let (status, created) = keys_request(
+        &server,
+        "POST",
+        "/v1/keys",
+        &p.admin_key,
+        Some(json!({"scope": "read"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let first = created["key"].as_str().unwrap().to_owned();
+    assert!(first.starts_with("tr_"));
+    assert_eq!(
+        keys_request(&server, "GET", "/v1/rules", &first, None).0,
+        200
+    );
+    let id = created["id"].as_str().unwrap();
+    let (status, rotated) = keys_request(
+        &server,
+        "POST",
+        &format!("/v1/keys/{id}/rotate"),
+        &p.admin_key,
+        None,
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["key"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(
+        keys_request(&server, "GET", "/v1/rules", &second, None).0,
+        200
+    );
+    until_refused(&server, &first);
+    // Revoked, and another project's admin cannot touch this project's keys.
+    let new_id = rotated["id"].as_str().unwrap();
+    let path = format!("/v1/keys/{new_id}");
+    assert_eq!(
+        keys_request(&server, "DELETE", &path, &other.admin_key, None).0,
+        404
+    );
+    assert_eq!(
+        keys_request(&server, "DELETE", &path, &p.admin_key, None).0,
+        204
+    );
+    assert_eq!(
+        keys_request(&server, "DELETE", &path, &p.admin_key, None).0,
+        404
+    );
+    until_refused(&server, &second);
+
+    // The same from the command line.
+    let tally = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = tally(&["keys", "create", "--project", "shop", "--scope", "write"]);
+    assert!(ok, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    let write = made["key"].as_str().unwrap().to_owned();
+    let (status, _) = server.post("/v1/events", &write, &json!({"event": "e", "user_id": "u"}));
+    assert_eq!(status, 200);
+    let (ok, out, _) = tally(&["keys", "list", "--project", "shop"]);
+    assert!(ok && out.contains(made["id"].as_str().unwrap()) && !out.contains(&write));
+    let (ok, _, err) = tally(&[
+        "keys",
+        "revoke",
+        "--project",
+        "shop",
+        made["id"].as_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = tally(&[
+        "keys",
+        "revoke",
+        "--project",
+        "shop",
+        made["id"].as_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("no live key"), "{err}");
+    let (ok, _, err) = tally(&["keys", "create", "--project", "shop", "--scope", "root"]);
+    assert!(!ok && err.contains("write, read or admin"), "{err}");
+}
