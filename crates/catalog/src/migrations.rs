@@ -135,6 +135,13 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX dashboard_shares_by_dashboard ON dashboard_shares(dashboard_id);",
     "ALTER TABLE projects ADD COLUMN consent TEXT NOT NULL DEFAULT 'anonymous';",
+    "CREATE TABLE retention_policies (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        event TEXT NOT NULL DEFAULT '',
+        max_age TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, event)
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -28,6 +28,13 @@ pub struct CreatedProject {
     pub admin_key: String,
 }
 
+/// How long a project keeps its events (all of them, or those of one event name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionPolicy {
+    pub event: Option<String>,
+    pub max_age: String,
+}
+
 const MAX_NAME_LEN: usize = 100;
 
 impl Catalog {
@@ -106,6 +113,61 @@ impl Catalog {
                 params![project.as_str(), strict],
             )?;
             Ok(())
+        })
+    }
+
+    /// Sets how long `project` keeps its events (of `event` only, when given): a
+    /// [`tally_core::time::MaxAge`] as written (`90d`, `13 months`).
+    pub fn set_retention(
+        &self,
+        project: &ProjectId,
+        event: Option<&str>,
+        max_age: &str,
+    ) -> Result<()> {
+        max_age
+            .parse::<tally_core::time::MaxAge>()
+            .map_err(CatalogError::Invalid)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO retention_policies(project_id, event, max_age, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(project_id, event) DO UPDATE SET max_age = excluded.max_age,
+                                                              updated_at = excluded.updated_at",
+                params![
+                    project.as_str(),
+                    event.unwrap_or(""),
+                    max_age.trim(),
+                    now_rfc3339()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Removes a retention policy; false when there was none.
+    pub fn clear_retention(&self, project: &ProjectId, event: Option<&str>) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM retention_policies WHERE project_id = ?1 AND event = ?2",
+                params![project.as_str(), event.unwrap_or("")],
+            )? == 1)
+        })
+    }
+
+    /// The project's retention policies: (event or `None` for all events, max age as written).
+    pub fn retention_policies(&self, project: &ProjectId) -> Result<Vec<RetentionPolicy>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT event, max_age FROM retention_policies WHERE project_id = ?1 ORDER BY event",
+            )?;
+            let rows = st.query_map([project.as_str()], |r| {
+                let event: String = r.get(0)?;
+                Ok(RetentionPolicy {
+                    event: (!event.is_empty()).then_some(event),
+                    max_age: r.get(1)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 

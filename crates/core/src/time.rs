@@ -387,9 +387,63 @@ pub fn range_spec(range: &TimeRange) -> TimeRangeSpec {
     }
 }
 
+/// A retention period as written: `90d`, `90 days`, `12w`, `13 months`, `2y`, `1 year`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxAge {
+    Days(u32),
+    Months(u32),
+}
+
+impl std::str::FromStr for MaxAge {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (n, unit) = t.split_at(split);
+        let bad =
+            || format!("`{s}` is no retention period: write e.g. 90d, 12 weeks, 13 months or 2y");
+        let n: u32 = n.parse().map_err(|_| bad())?;
+        if n == 0 || n > 100_000 {
+            return Err(bad());
+        }
+        match unit.trim() {
+            "d" | "day" | "days" => Ok(Self::Days(n)),
+            "w" | "week" | "weeks" => Ok(Self::Days(n.saturating_mul(7))),
+            "m" | "mo" | "month" | "months" => Ok(Self::Months(n)),
+            "y" | "year" | "years" => Ok(Self::Months(n.saturating_mul(12))),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl MaxAge {
+    /// The instant before which events have expired at `now`.
+    pub fn cutoff(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Self::Days(d) => now - Duration::days(i64::from(d)),
+            Self::Months(m) => now
+                .checked_sub_months(chrono::Months::new(m))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_periods() {
+        let now = parse_rfc3339("2026-12-02T12:00:00Z").unwrap();
+        let cut = |s: &str| format_rfc3339(s.parse::<MaxAge>().unwrap().cutoff(now));
+        assert_eq!(cut("90d"), "2026-09-03T12:00:00Z");
+        assert_eq!(cut("2 weeks"), "2026-11-18T12:00:00Z");
+        assert_eq!(cut("13 months"), "2025-11-02T12:00:00Z");
+        assert_eq!(cut("1y"), "2025-12-02T12:00:00Z");
+        for bad in ["", "0d", "ninety days", "5 fortnights", "-3d"] {
+            assert!(bad.parse::<MaxAge>().is_err(), "{bad}");
+        }
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_rfc3339(s).unwrap()

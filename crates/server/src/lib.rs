@@ -18,6 +18,7 @@ mod overview;
 mod posthog;
 mod query;
 mod reports;
+pub mod retention;
 mod rules;
 mod segment;
 mod sql;
@@ -141,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .route("/v1/persons/{id}", get(identity::get_person))
         .route("/v1/persons/{id}/export", get(identity::export_person))
+        .route("/v1/retention", get(retention::get_retention))
         .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke_key))
         .route("/v1/keys/{id}/rotate", post(keys::rotate_key))
@@ -191,6 +193,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
         config.overview_rollups,
     ));
     let report_scheduler = tokio::spawn(state.reports().run_forever());
+    let retention = tokio::spawn(retention::run_forever(
+        Arc::clone(&state.inner.catalog),
+        store.clone(),
+    ));
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -210,6 +216,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     maintenance.abort();
     rule_sync.abort();
     report_scheduler.abort();
+    retention.abort();
     drop(state);
     let _ = writer.await;
     store.flush().await?;

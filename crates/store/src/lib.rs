@@ -17,7 +17,10 @@ use std::fmt;
 
 use tally_core::{EventRecord, ProjectId};
 
-pub use embedded::{EmbeddedStore, EmbeddedStoreConfig, FlushReport, SqlLimits, SqlResult};
+pub use embedded::{
+    EmbeddedStore, EmbeddedStoreConfig, FlushReport, RetentionReport, RetentionRule, SqlLimits,
+    SqlResult,
+};
 pub use plan::{
     AggregateQuery, FieldRef, Filter, FilterOp, GROUP_COLUMN_PREFIX, Lookups, Measure,
     PAGEVIEW_EVENT, PATH_END, PATH_START, PERSON_COLUMN, PathDirection, PathQuery, ResultTable,

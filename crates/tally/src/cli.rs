@@ -7,6 +7,7 @@ mod keys;
 mod project;
 mod query;
 mod reports;
+mod retention;
 mod rules;
 
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ enum Command {
     /// List, create, rotate and revoke a project's API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Set, list and clear retention policies; remove expired events now.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
 }
 
 /// The data directory flag shared by the commands that open it.
@@ -78,6 +82,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Reports(cmd) => reports::run(cmd),
         Command::Dashboards(cmd) => dashboards::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Retention(cmd) => runtime().and_then(|rt| rt.block_on(retention::run(cmd))),
         Command::Query(args) => runtime().and_then(|rt| rt.block_on(query::run(args))),
         Command::Import(args) => runtime().and_then(|rt| rt.block_on(import::run(args))),
     };

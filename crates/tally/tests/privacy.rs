@@ -655,3 +655,139 @@ fn keys_are_listed_created_rotated_and_revoked() {
     let (ok, _, err) = tally(&["keys", "create", "--project", "shop", "--scope", "root"]);
     assert!(!ok && err.contains("write, read or admin"), "{err}");
 }
+
+#[test]
+fn retention_policies_remove_expired_events_whole_files_and_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = create_project(dir.path(), "shop");
+    // Ten days of events, each 24 hours apart (so each on its own UTC day): a pageview and a
+    // signup each. The server applies the policies at start too, at the real now: the events
+    // are placed relative to it so that both runs agree.
+    let now = chrono::Utc::now();
+    let at = |k: i64| now - chrono::Duration::days(k) - chrono::Duration::minutes(30);
+    let mut events = Vec::new();
+    for k in 0..10 {
+        for event in ["pageview", "signup"] {
+            events.push(json!({"event": event, "user_id": format!("u{k}"),
+                               "timestamp": at(k).to_rfc3339()}));
+        }
+    }
+    let mut server = Server::start(dir.path(), &[]);
+    assert_eq!(
+        server.post("/v1/events", &p.write_key, &json!(events)).0,
+        200
+    );
+    server.stop();
+    let tally = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Everything 8 days, page views 5 days, at an instant of our choosing.
+    assert!(tally(&["retention", "set", "--project", "shop", "8d"]).0);
+    let (ok, out, err) = tally(&[
+        "retention",
+        "set",
+        "--project",
+        "shop",
+        "--event",
+        "pageview",
+        "5 days",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"max_age\":\"5 days\""), "{out}");
+    let (ok, _, err) = tally(&["retention", "set", "--project", "shop", "five days"]);
+    assert!(!ok && err.contains("no retention period"), "{err}");
+    let now_text = now.to_rfc3339();
+    let now = ["--now", now_text.as_str()];
+    let (ok, out, err) = tally(
+        &[
+            &["retention", "apply", "--project", "shop", "--dry-run"][..],
+            &now,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    let dry: Value = serde_json::from_str(&out).unwrap();
+    // The two oldest days go whole (4 events), the three before the last five lose their page
+    // views (3 events).
+    assert_eq!(dry["events_removed"], 7, "{dry}");
+    // A dry run removes nothing.
+    let (_, again, _) = tally(
+        &[
+            &["retention", "apply", "--project", "shop", "--dry-run"][..],
+            &now,
+        ]
+        .concat(),
+    );
+    assert_eq!(again, out);
+    let (ok, out, err) = tally(&[&["retention", "apply", "--project", "shop"][..], &now].concat());
+    assert!(ok, "{err}");
+    let done: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            done["events_removed"].as_u64(),
+            done["files_removed"].as_u64(),
+            done["files_rewritten"].as_u64()
+        ),
+        (Some(7), Some(2), Some(3)),
+        "{done}"
+    );
+    let days: Vec<String> = (5..10)
+        .rev()
+        .map(|k| at(k).format("%Y-%m-%d").to_string())
+        .collect();
+    assert_eq!(done["days"], json!(days));
+    // Applying again finds nothing more.
+    let (_, out, _) = tally(&[&["retention", "apply", "--project", "shop"][..], &now].concat());
+    assert!(out.contains("\"events_removed\":0"), "{out}");
+
+    server.start_again();
+    let (status, v) = server.post("/v1/sql", &p.read_key,
+        &json!({"sql": "SELECT event, count(*) AS n, min(timestamp) AS first FROM events GROUP BY event ORDER BY event"}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rows"][0][0], "pageview", "{v}");
+    assert_eq!(v["rows"][0][1], 5);
+    assert_eq!(v["rows"][1][0], "signup");
+    assert_eq!(v["rows"][1][1], 8);
+    // The admin key sees the policies and a dry run at the real now: nothing more to remove.
+    let r = common::client()
+        .get(format!("{}/v1/retention", server.url))
+        .bearer_auth(&p.admin_key)
+        .send()
+        .unwrap();
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["policies"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["dry_run"]["events_removed"], 0, "{v}");
+    // Clearing a policy.
+    server.stop();
+    assert!(
+        tally(&[
+            "retention",
+            "clear",
+            "--project",
+            "shop",
+            "--event",
+            "pageview"
+        ])
+        .0
+    );
+    let (ok, _, err) = tally(&[
+        "retention",
+        "clear",
+        "--project",
+        "shop",
+        "--event",
+        "pageview",
+    ]);
+    assert!(!ok && err.contains("no such retention policy"), "{err}");
+}

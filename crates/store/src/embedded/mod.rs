@@ -14,9 +14,12 @@ mod dedup;
 mod engine;
 mod partition;
 mod percentile;
+mod retention;
 mod rollup;
 mod sequences;
 mod sql;
+
+pub use retention::{RetentionReport, RetentionRule};
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

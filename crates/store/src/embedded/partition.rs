@@ -139,7 +139,7 @@ fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
 }
 
 /// Writes one file of rows that all fall on one UTC day, in [`FILE_ORDER`].
-fn write_file(
+pub(crate) fn write_file(
     data_dir: &Path,
     project: &ProjectId,
     batch: &RecordBatch,
