@@ -250,7 +250,7 @@ function signInPage() {
     try {
       const p = await api.get('/v1/project', {key: key.value.trim()});
       if (p.scope !== 'read') {
-        out.append(message(`This is a ${p.scope} key. Sign in with the project's read key (tr_…), which \`tally project create\` printed.`, 'error'));
+        out.append(message(`This is ${p.scope === 'admin' ? 'an' : 'a'} ${p.scope} key. Sign in with the project's read key (tr_…), which \`tally project create\` printed.`, 'error'));
         return;
       }
       const all = projects().filter((x) => x.id !== p.id);
