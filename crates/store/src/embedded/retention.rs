@@ -18,7 +18,8 @@ use crate::schema::{col, event_schema};
 use crate::{Result, StoreError};
 
 /// Events named `event` (every event when `None`) whose timestamp is before `before`
-/// (microseconds since the epoch) have expired.
+/// (microseconds since the epoch) have expired. An event's own rule overrides the project-wide
+/// one, for shorter or longer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionRule {
     pub event: Option<String>,
@@ -48,19 +49,25 @@ impl EmbeddedStore {
         if rules.is_empty() {
             return Ok(RetentionReport::default());
         }
-        let report = {
-            // No flush or compaction meanwhile: the files stay put.
-            let _no_flush = self.inner.flush_lock.lock().await;
+        let result = {
+            // No flush or compaction meanwhile: the files stay put. A dry run only reads, and
+            // files are deleted from disk only minutes after they leave the catalog.
+            let _no_flush = if dry_run {
+                None
+            } else {
+                Some(self.inner.flush_lock.lock().await)
+            };
             let inner = Arc::clone(&self.inner);
             let (p, r) = (project.clone(), rules.to_vec());
             tokio::task::spawn_blocking(move || expire(&inner, &p, &r, dry_run))
                 .await
-                .map_err(|e| StoreError::Internal(format!("retention task failed: {e}")))??
+                .map_err(|e| StoreError::Internal(format!("retention task failed: {e}")))?
         };
-        if !dry_run && report.events_removed > 0 {
+        // Also after an error: some files may have been replaced already.
+        if !dry_run && result.as_ref().map_or(true, |r| r.events_removed > 0) {
             self.rebuild_rollups(project).await;
         }
-        Ok(report)
+        result
     }
 
     /// Rebuilds every rollup of `project` from storage.
@@ -83,6 +90,15 @@ impl EmbeddedStore {
 }
 
 /// Which rows of `batch` stay.
+/// The cutoff that applies to events named `event`: their own rule's, else the project-wide one.
+fn cutoff_for(rules: &[RetentionRule], event: &str) -> Option<i64> {
+    rules
+        .iter()
+        .find(|r| r.event.as_deref() == Some(event))
+        .or_else(|| rules.iter().find(|r| r.event.is_none()))
+        .map(|r| r.before)
+}
+
 fn keep_mask(batch: &RecordBatch, rules: &[RetentionRule]) -> Result<BooleanArray> {
     let ts = batch
         .column_by_name(col::TIMESTAMP)
@@ -94,13 +110,12 @@ fn keep_mask(batch: &RecordBatch, rules: &[RetentionRule]) -> Result<BooleanArra
         .ok_or_else(|| StoreError::Internal("a file without event names".into()))?;
     Ok((0..batch.num_rows())
         .map(|i| {
-            let t = ts.value(i);
-            let expired = rules.iter().any(|r| {
-                t < r.before
-                    && r.event
-                        .as_deref()
-                        .is_none_or(|e| !events.is_null(i) && events.value(i) == e)
-            });
+            let name = if events.is_null(i) {
+                ""
+            } else {
+                events.value(i)
+            };
+            let expired = cutoff_for(rules, name).is_some_and(|c| ts.value(i) < c);
             Some(!expired)
         })
         .collect())
@@ -114,11 +129,14 @@ fn expire(
 ) -> Result<RetentionReport> {
     let mut report = RetentionReport::default();
     let latest_cutoff = rules.iter().map(|r| r.before).max().unwrap_or(i64::MIN);
+    // A file goes whole only if every rule has expired all of it (an event's own rule may keep
+    // its events longer than the project-wide one).
     let whole = rules
         .iter()
-        .filter(|r| r.event.is_none())
-        .map(|r| r.before)
-        .max();
+        .any(|r| r.event.is_none())
+        .then(|| rules.iter().map(|r| r.before).min())
+        .flatten();
+    let mut snapshots_dropped = false;
     for f in inner.catalog.files(project, "0000-00-00", "9999-12-31")? {
         if f.min_ts >= latest_cutoff {
             continue;
@@ -147,6 +165,17 @@ fn expire(
         if dry_run {
             continue;
         }
+        if !snapshots_dropped {
+            // Before the first change: a rollup snapshot would otherwise survive a crash here
+            // and still count the expired events at the next start.
+            let dir = inner.config.data_dir.join("rollups").join(project.as_str());
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(dir.display(), e)),
+            }
+            snapshots_dropped = true;
+        }
         let added = match replacement {
             Some(kept) => vec![partition::write_file(
                 &inner.config.data_dir,
@@ -163,4 +192,47 @@ fn expire(
     report.days.sort();
     report.days.dedup();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::EventRecord;
+
+    #[test]
+    fn an_events_own_rule_overrides_the_project_wide_one() {
+        let mk = |event: &str, ts: i64| EventRecord {
+            timestamp: ts,
+            event: event.into(),
+            person_id: "p".into(),
+            ..Default::default()
+        };
+        let batch = crate::schema::records_to_batch(&[
+            mk("pageview", 50),
+            mk("signup", 50),
+            mk("signup", 5),
+            mk("login", 150),
+        ])
+        .unwrap();
+        // Everything 100, signups longer (10), page views shorter (200).
+        let rules = [
+            RetentionRule {
+                event: None,
+                before: 100,
+            },
+            RetentionRule {
+                event: Some("signup".into()),
+                before: 10,
+            },
+            RetentionRule {
+                event: Some("pageview".into()),
+                before: 200,
+            },
+        ];
+        let keep = keep_mask(&batch, &rules).unwrap();
+        let kept: Vec<bool> = (0..keep.len()).map(|i| keep.value(i)).collect();
+        assert_eq!(kept, [false, true, false, true]);
+        assert_eq!(cutoff_for(&rules, "login"), Some(100));
+        assert_eq!(cutoff_for(&rules[1..], "login"), None);
+    }
 }
