@@ -101,6 +101,26 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The embedded store of `data_dir`, for commands that work on it directly; while a server
+/// holds it, the error says so and adds `hint` (what to do instead).
+pub(crate) fn open_store(
+    data_dir: &std::path::Path,
+    catalog: &std::sync::Arc<tally_catalog::Catalog>,
+    hint: &str,
+) -> anyhow::Result<tally_store::EmbeddedStore> {
+    tally_store::EmbeddedStore::open(
+        tally_store::EmbeddedStoreConfig::new(data_dir),
+        std::sync::Arc::clone(catalog),
+    )
+    .map_err(|e| match e {
+        tally_store::StoreError::Locked(_) => anyhow::anyhow!(
+            "{} is in use by a running `tally serve`{hint}",
+            data_dir.display()
+        ),
+        other => other.into(),
+    })
+}
+
 pub(crate) fn open_catalog(
     data_dir: &std::path::Path,
 ) -> anyhow::Result<std::sync::Arc<tally_catalog::Catalog>> {

@@ -4,24 +4,9 @@
 mod common;
 
 use std::io::Write;
-use std::process::Command;
 
-use common::{BIN, Server, create_project};
+use common::{Server, create_project, tally};
 use serde_json::{Value, json};
-
-fn tally(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 const QUERY: &str = r#"{"time_range": {"from": "2026-07-01T00:00:00Z", "to": "2026-07-03T00:00:00Z"},
   "rules": [{"name": "per_day", "measure": {"op": "count"}, "interval": "day"},

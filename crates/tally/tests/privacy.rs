@@ -615,19 +615,7 @@ fn keys_are_listed_created_rotated_and_revoked() {
     until_refused(&server, &second);
 
     // The same from the command line.
-    let tally = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let tally = |args: &[&str]| common::tally(args, dir.path());
     let (ok, out, err) = tally(&["keys", "create", "--project", "shop", "--scope", "write"]);
     assert!(ok, "{err}");
     let made: Value = serde_json::from_str(&out).unwrap();
@@ -678,20 +666,7 @@ fn retention_policies_remove_expired_events_whole_files_and_parts() {
         200
     );
     server.stop();
-    let tally = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (
-            out.status.success(),
-            text,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let tally = |args: &[&str]| common::tally(args, dir.path());
     // Everything 8 days, page views 5 days, at an instant of our choosing.
     assert!(tally(&["retention", "set", "--project", "shop", "8d"]).0);
     let (ok, out, err) = tally(&[

@@ -15,9 +15,9 @@ use tally_core::IdentityOp;
 use tally_process::{
     BatchProcessor, EventProcessor, IpMode, PiiPolicy, ProcessorConfig, ProjectSchemas,
 };
-use tally_store::{EmbeddedStore, EmbeddedStoreConfig, ProjectBatch, Store, StoreError};
+use tally_store::{ProjectBatch, Store};
 
-use super::{DataDirArg, open_catalog};
+use super::{DataDirArg, open_catalog, open_store};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ImportArgs {
@@ -74,14 +74,11 @@ impl<R: Read> Read for Counting<R> {
 pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let catalog = open_catalog(&args.data.data_dir)?;
     let project = resolve_project(&catalog, args.project.as_deref())?;
-    let store = EmbeddedStore::open(EmbeddedStoreConfig::new(&args.data.data_dir), Arc::clone(&catalog))
-        .map_err(|e| match e {
-            StoreError::Locked(_) => anyhow::anyhow!(
-                "{} is in use by a running `tally serve`; stop it first, or send the events to its POST /v1/events",
-                args.data.data_dir.display()
-            ),
-            other => other.into(),
-        })?;
+    let store = open_store(
+        &args.data.data_dir,
+        &catalog,
+        "; stop it first, or send the events to its POST /v1/events",
+    )?;
     let schemas = ProjectSchemas {
         schemas: catalog
             .schemas(&project.id)?

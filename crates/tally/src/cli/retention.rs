@@ -1,12 +1,9 @@
 //! `tally retention`: set, list and clear a project's retention policies, and run them now
 //! (the server also runs them every hour).
 
-use std::sync::Arc;
-
 use clap::Subcommand;
-use tally_store::{EmbeddedStore, EmbeddedStoreConfig, StoreError};
 
-use super::{DataDirArg, open_catalog};
+use super::{DataDirArg, open_catalog, open_store};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RetentionCommand {
@@ -107,17 +104,11 @@ pub(crate) async fn run(cmd: RetentionCommand) -> anyhow::Result<()> {
             };
             let catalog = open_catalog(&data.data_dir)?;
             let p = catalog.find_project(&project)?;
-            let store = EmbeddedStore::open(
-                EmbeddedStoreConfig::new(&data.data_dir),
-                Arc::clone(&catalog),
-            )
-            .map_err(|e| match e {
-                StoreError::Locked(_) => anyhow::anyhow!(
-                    "{} is in use by a running `tally serve`, which applies the policies every hour; stop it first",
-                    data.data_dir.display()
-                ),
-                other => other.into(),
-            })?;
+            let store = open_store(
+                &data.data_dir,
+                &catalog,
+                ", which applies the policies every hour; stop it first",
+            )?;
             let report =
                 tally_server::retention::run_retention(&catalog, &store, &p.id, now, dry_run)
                     .await

@@ -209,6 +209,21 @@ impl Drop for Server {
     }
 }
 
+/// Runs `tally ARGS --data-dir DATA_DIR`: (success, stdout, stderr).
+pub fn tally(args: &[&str], data_dir: &Path) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run tally");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
