@@ -6,6 +6,7 @@
 //! running server can use the same file at once. This crate never holds event data and never
 //! decides what a query means; it only remembers.
 
+mod audit;
 mod dashboards;
 mod files;
 mod keys;
@@ -14,12 +15,14 @@ mod persons;
 mod projects;
 mod reports;
 mod rules;
+mod users;
 
 use std::path::Path;
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
+pub use audit::AuditEntry;
 pub use dashboards::{CreatedShare, DashboardRow, ShareRow};
 pub use files::{ParquetFileEntry, WAL_PERSISTED_KEY};
 pub use keys::{ApiKey, KeyScope};
@@ -27,6 +30,7 @@ pub use persons::{Group, MergeOutcome, Person, PersonOverrides};
 pub use projects::{CreatedProject, Project, RetentionPolicy};
 pub use reports::{ClaimedRun, DeliveryRow, ReportRow, RunRow};
 pub use rules::SavedRule;
+pub use users::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Member, Membership, Role, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -58,6 +62,9 @@ impl Catalog {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted rows are overwritten, not left in free pages: an erased person's properties
+        // must not survive in the file.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         migrations::migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -140,6 +147,16 @@ impl Catalog {
             )
         })?;
         Ok(salt.into_bytes())
+    }
+
+    /// Copies the write-ahead log into the database file and truncates it, so that the old
+    /// versions of changed pages (an erased person's rows) leave the `-wal` file too. Best
+    /// effort: a reader of another process may keep some frames until its next checkpoint.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.with(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
     }
 
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {

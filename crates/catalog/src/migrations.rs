@@ -142,6 +142,39 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL,
         PRIMARY KEY (project_id, event)
      );",
+    // 8: what was done to personal data (erasures): who, when, how much; never the data.
+    "CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+     );
+     CREATE INDEX audit_log_by_project ON audit_log(project_id, id);",
+    // 9: users (Argon2id password hashes), their roles per project, their web UI sessions
+    // (only a hash of each token is kept).
+    "CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );
+     CREATE TABLE memberships (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, project_id)
+     );
+     CREATE INDEX memberships_by_project ON memberships(project_id);
+     CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+     );
+     CREATE INDEX sessions_by_user ON sessions(user_id);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

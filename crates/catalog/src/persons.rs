@@ -190,6 +190,62 @@ impl Catalog {
         })
     }
 
+    /// Every id of the person `distinct_id` belongs to: the person's own id first, then the ids
+    /// merged into it (just `distinct_id` when it was never merged).
+    pub fn linked_ids(&self, project: &ProjectId, distinct_id: &str) -> Result<Vec<String>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let person = resolve(&tx, project, distinct_id)?;
+            let mut stmt = tx.prepare(
+                "SELECT distinct_id FROM person_distinct_ids
+                 WHERE project_id = ?1 AND person_id = ?2 ORDER BY distinct_id",
+            )?;
+            let mut ids = vec![person.clone()];
+            for id in
+                stmt.query_map(params![project.as_str(), person], |r| r.get::<_, String>(0))?
+            {
+                let id = id?;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Deletes what the person store holds about `ids` (one person's ids, see
+    /// [`Catalog::linked_ids`]): the person's properties and its merged ids, in one transaction.
+    /// Bumps the versions that readers cache by, but the merge version only when merges were
+    /// deleted (a project without merges keeps answering unique counts from rollups).
+    pub fn forget_person(&self, project: &ProjectId, ids: &[String]) -> Result<u64> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let (mut persons, mut merges) = (0usize, 0usize);
+            for id in ids {
+                persons += tx.execute(
+                    "DELETE FROM persons WHERE project_id = ?1 AND person_id = ?2",
+                    params![project.as_str(), id],
+                )?;
+                merges += tx.execute(
+                    "DELETE FROM person_distinct_ids
+                     WHERE project_id = ?1 AND (distinct_id = ?2 OR person_id = ?2)",
+                    params![project.as_str(), id],
+                )?;
+            }
+            if persons + merges > 0 {
+                tx.execute(
+                    "INSERT INTO identity_versions(project_id, version, properties_version)
+                     VALUES (?1, ?2, 1)
+                     ON CONFLICT(project_id) DO UPDATE SET version = version + ?2,
+                        properties_version = properties_version + 1",
+                    params![project.as_str(), i64::from(merges > 0)],
+                )?;
+            }
+            tx.commit()?;
+            Ok((persons + merges) as u64)
+        })
+    }
+
     /// The project's identity version: 0 until the first merge, then bumped by each merge.
     pub fn identity_version(&self, project: &ProjectId) -> Result<i64> {
         self.with(|c| version(c, project, Counter::Merges))

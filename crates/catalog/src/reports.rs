@@ -344,6 +344,43 @@ impl Catalog {
         })
     }
 
+    /// Replaces every JSON string (value or key) equal to one of `ids` in the stored outputs of
+    /// the project's report runs by `"[erased]"`, so that an erased person's id does not live
+    /// on in a past run (a report broken down by user, say). Returns how many runs changed.
+    pub fn redact_run_outputs(&self, project: &ProjectId, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let mut changed = 0u64;
+            for id in ids {
+                // The JSON text of the id, as it would appear in the output.
+                let needle = serde_json::Value::String(id.clone()).to_string();
+                let rows: Vec<(String, String)> = {
+                    let mut st = tx.prepare(
+                        "SELECT r.id, r.output FROM report_runs r JOIN reports p ON p.id = r.report_id
+                         WHERE p.project_id = ?1 AND r.output IS NOT NULL AND instr(r.output, ?2) > 0",
+                    )?;
+                    st.query_map(params![project.as_str(), needle], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()?
+                };
+                for (run, output) in rows {
+                    let mut value: serde_json::Value = serde_json::from_str(&output)?;
+                    if redact(&mut value, id) {
+                        tx.execute(
+                            "UPDATE report_runs SET output = ?2 WHERE id = ?1",
+                            params![run, value.to_string()],
+                        )?;
+                        changed += 1;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+    }
+
     /// Marks a run failed before it could render (its deliveries are dropped).
     pub fn fail_run(&self, run_id: &str, error: &str, now: i64) -> Result<()> {
         self.with(|c| {
@@ -469,6 +506,28 @@ fn settle(c: &rusqlite::Connection, run_id: &str, now: i64) -> Result<()> {
     Ok(())
 }
 
+/// Replaces strings and keys equal to `id` inside `value`; true when something changed.
+fn redact(value: &mut serde_json::Value, id: &str) -> bool {
+    use serde_json::Value;
+    const ERASED: &str = "[erased]";
+    match value {
+        Value::String(s) if s == id => {
+            *s = ERASED.to_owned();
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |acc, v| redact(v, id) | acc),
+        Value::Object(map) => {
+            let mut changed = false;
+            if let Some(v) = map.remove(id) {
+                map.insert(ERASED.to_owned(), v);
+                changed = true;
+            }
+            map.values_mut().fold(changed, |acc, v| redact(v, id) | acc)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,5 +610,24 @@ mod tests {
         assert_eq!(c.runs("r1", 10).unwrap()[0].status, "skipped");
         assert!(c.delete_report(&p, "r1").unwrap());
         assert!(c.runs("r1", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn redaction_replaces_the_id_wherever_it_is_a_whole_string() {
+        let mut v = serde_json::json!({
+            "rows": [["alice", 3], ["alice-2", 1]],
+            "by": {"alice": 3},
+            "note": "alice"
+        });
+        assert!(redact(&mut v, "alice"));
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "rows": [["[erased]", 3], ["alice-2", 1]],
+                "by": {"[erased]": 3},
+                "note": "[erased]"
+            })
+        );
+        assert!(!redact(&mut v, "bob"));
     }
 }

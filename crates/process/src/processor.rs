@@ -95,6 +95,11 @@ impl EventProcessor {
         &self.pii
     }
 
+    /// Forgets what the processor remembers of `ids` (their open sessions), after an erasure.
+    pub fn forget_person(&self, project: &ProjectId, ids: &[String]) {
+        self.sessions.forget(project, ids);
+    }
+
     /// Scrubs the properties that identity calls set on persons and groups.
     pub fn scrub_identity(&self, ops: &mut [IdentityOp]) {
         for op in ops {

@@ -40,6 +40,15 @@ impl SessionTracker {
         }
     }
 
+    /// Forgets the open sessions of `persons` (an erased person starts afresh).
+    pub fn forget(&self, project: &ProjectId, persons: &[String]) {
+        for shard in &self.shards {
+            shard
+                .lock()
+                .retain(|(p, person), _| p != project || !persons.contains(person));
+        }
+    }
+
     /// The session of `person`'s event at `ts_us`.
     pub fn assign(&self, project: &ProjectId, person: &str, ts_us: i64) -> i64 {
         let mut h = self.hasher.build_hasher();

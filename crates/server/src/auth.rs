@@ -121,28 +121,39 @@ pub(crate) fn authorize(
     scope: KeyScope,
 ) -> Result<ProjectId, ApiError> {
     let (project, got) = identify(cache, catalog, headers)?;
-    let project = check_scope(project, got, scope, "authorization")?;
-    if let Some(key) = bearer(headers) {
+    let field = if bearer(headers).is_some() {
+        "authorization"
+    } else {
+        crate::session::PROJECT_HEADER
+    };
+    let project = check_scope(project, got, scope, field)?;
+    if let Some(key) = bearer(headers).or_else(|| crate::session::session_token(headers)) {
         cache.admit(key, got)?;
     }
     Ok(project)
 }
 
-/// The project and scope of the request's key, whatever its scope.
+/// The project and scope of the request's key, whatever its scope; without a key, of its
+/// web UI session: the project named in `X-Tally-Project` and the scope of the user's role
+/// there.
 pub(crate) fn identify(
     cache: &KeyCache,
     catalog: &Catalog,
     headers: &HeaderMap,
 ) -> Result<(ProjectId, KeyScope), ApiError> {
-    let key = bearer(headers).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_key",
-            "send the project's key as `Authorization: Bearer KEY`",
-        )
-        .field("authorization")
-    })?;
-    grant(cache, catalog, key, "authorization")
+    if let Some(key) = bearer(headers) {
+        return grant(cache, catalog, key, "authorization");
+    }
+    if crate::session::session_token(headers).is_some() {
+        let (project, role) = crate::session::session_grant(catalog, headers)?;
+        return Ok((project, role.scope()));
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing_key",
+        "send the project's key as `Authorization: Bearer KEY` (or sign in to the web UI)",
+    )
+    .field("authorization"))
 }
 
 fn grant(
@@ -217,7 +228,19 @@ pub(crate) fn basic_user_or_bearer(headers: &HeaderMap) -> Option<String> {
     (!user.is_empty()).then(|| user.to_owned())
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// Who made the request, for the audit log: the prefix of its key, as `/v1/keys` lists it, or
+/// the signed-in user's email.
+pub(crate) fn actor(catalog: &Catalog, headers: &HeaderMap) -> String {
+    if let Some(key) = bearer(headers) {
+        return format!("key {}", key.chars().take(7).collect::<String>());
+    }
+    match crate::session::session_user(catalog, headers) {
+        Ok((_, user)) => format!("user {}", user.email),
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, key) = v.split_once(' ')?;
     scheme

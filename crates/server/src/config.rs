@@ -67,6 +67,21 @@ pub struct ServeConfig {
     #[arg(long, env = "TALLY_INGEST_RATE_LIMIT", default_value_t = 5_000)]
     pub ingest_rate_limit: u32,
 
+    /// Send the web UI's session cookie without `Secure`, for a server reached over plain HTTP
+    /// on another host than localhost (browsers drop `Secure` cookies there). Put Tally behind
+    /// TLS instead where you can.
+    #[arg(long, env = "TALLY_INSECURE_COOKIES")]
+    pub insecure_cookies: bool,
+
+    /// At start, create this user (with `--owner-password`) if it does not exist and make it
+    /// owner of every project without an owner: the first owner of a new installation.
+    #[arg(long, env = "TALLY_OWNER_EMAIL")]
+    pub owner_email: Option<String>,
+
+    /// The password of `--owner-email` when it is created (at least 10 characters).
+    #[arg(long, env = "TALLY_OWNER_PASSWORD", hide_env_values = true)]
+    pub owner_password: Option<String>,
+
     /// Requests per second each read or admin key may make (bursts of twice as many); beyond
     /// it the API answers 429 with `Retry-After`. 0: no limit.
     #[arg(long, env = "TALLY_QUERY_RATE_LIMIT", default_value_t = 200)]

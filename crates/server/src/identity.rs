@@ -1,5 +1,6 @@
 //! Applying the identity changes of ingest calls, and `GET /v1/persons/{id}`,
-//! `GET /v1/persons/{id}/export` (right of access), `GET /v1/groups/{type}/{key}`.
+//! `GET /v1/persons/{id}/export` (right of access), `DELETE /v1/persons/{id}` (right to
+//! erasure), `GET /v1/audit`, `GET /v1/groups/{type}/{key}`.
 //!
 //! Browser and mobile clients send both an anonymous id and a user id with every event after a
 //! login, so the same implicit merge arrives again and again: merges already applied are
@@ -24,6 +25,15 @@ const MAX_REMEMBERED: usize = 100_000;
 /// Implicit merges already applied (or refused), by project, from and into.
 #[derive(Debug, Default)]
 pub(crate) struct SeenMerges(Mutex<HashSet<(ProjectId, String, String)>>);
+
+impl SeenMerges {
+    /// Forgets the merges that involve one of `ids`, so they are applied again if they recur.
+    fn forget(&self, project: &ProjectId, ids: &[String]) {
+        self.0
+            .lock()
+            .retain(|(p, from, into)| p != project || !(ids.contains(from) || ids.contains(into)));
+    }
+}
 
 /// Applies `ops` in order, durably; returns when they are committed.
 pub(crate) async fn apply(
@@ -194,6 +204,57 @@ pub(crate) async fn export_person(
         "events": events,
         "exported_at": tally_core::time::format_rfc3339(chrono::Utc::now()),
     })))
+}
+
+/// `DELETE /v1/persons/{id}` (admin key): erases the person `id` belongs to, with all its ids,
+/// everywhere (see `EmbeddedStore::erase_person`), and answers the counts, which the audit log
+/// also records.
+pub(crate) async fn erase_person(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.inner;
+    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Admin)?;
+    if id.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "the person id must not be empty",
+        )
+        .field("id"));
+    }
+    let ids = s
+        .catalog
+        .linked_ids(&project, &id)
+        .map_err(|e| ApiError::internal("reading the person failed", e))?;
+    let erasure = s
+        .store
+        .erase_person(&project, &id, &crate::auth::actor(&s.catalog, &headers))
+        .await?;
+    s.processor.forget_person(&project, &ids);
+    s.seen_merges.forget(&project, &ids);
+    s.overviews.forget(&project);
+    let body = serde_json::to_value(&erasure)
+        .map_err(|e| ApiError::internal("encoding the answer failed", e))?;
+    Ok(Json(body))
+}
+
+/// How many audit entries `GET /v1/audit` returns at most.
+const MAX_AUDIT_ENTRIES: usize = 1000;
+
+/// `GET /v1/audit` (admin key): the project's audit log, newest first.
+pub(crate) async fn audit_log(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.inner;
+    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Admin)?;
+    let entries = s
+        .catalog
+        .audit_log(&project, MAX_AUDIT_ENTRIES)
+        .map_err(|e| ApiError::internal("reading the audit log failed", e))?;
+    Ok(Json(json!({ "entries": entries })))
 }
 
 /// `GET /v1/groups/{type}/{key}` (read key): a group's properties.

@@ -21,6 +21,7 @@ mod reports;
 pub mod retention;
 mod rules;
 mod segment;
+mod session;
 mod sql;
 mod state;
 mod tracker;
@@ -68,6 +69,46 @@ pub fn open_catalog(config: &ServeConfig) -> Result<Arc<Catalog>, ServerError> {
     Ok(Arc::new(Catalog::open(
         &config.data_dir.join("meta.sqlite"),
     )?))
+}
+
+/// `--owner-email` and `--owner-password` (`TALLY_OWNER_EMAIL`, `TALLY_OWNER_PASSWORD`): the
+/// user is created if it does not exist (its password is not changed if it does) and made owner
+/// of every project that has no owner yet.
+fn bootstrap_owner(catalog: &Catalog, config: &ServeConfig) -> Result<(), ServerError> {
+    let Some(email) = config
+        .owner_email
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let user = match catalog.user(email) {
+        Ok(u) => u,
+        Err(tally_catalog::CatalogError::NotFound { .. }) => {
+            let password = config.owner_password.as_deref().ok_or_else(|| {
+                ServerError::Config(format!(
+                    "--owner-email {email} has no user yet: give its password with --owner-password (TALLY_OWNER_PASSWORD)"
+                ))
+            })?;
+            let u = catalog
+                .create_user(email, password)
+                .map_err(|e| ServerError::Config(format!("--owner-email: {e}")))?;
+            tracing::info!(email = %u.email, "created the owner");
+            u
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for p in catalog.list_projects()? {
+        let owned = catalog
+            .members(&p.id)?
+            .iter()
+            .any(|m| m.role == tally_catalog::Role::Owner);
+        if !owned {
+            catalog.set_role(&user.email, &p.id, tally_catalog::Role::Owner)?;
+            tracing::info!(email = %user.email, project = %p.name, "made owner");
+        }
+    }
+    Ok(())
 }
 
 /// Builds the router over a state (used by `serve` and by in-process tests).
@@ -140,13 +181,30 @@ pub fn router(state: AppState) -> Router {
             get(dashboards::shared_widget),
         )
         .merge(ui::routes())
-        .route("/v1/persons/{id}", get(identity::get_person))
+        .route(
+            "/v1/persons/{id}",
+            get(identity::get_person).delete(identity::erase_person),
+        )
+        .route("/v1/audit", get(identity::audit_log))
         .route("/v1/persons/{id}/export", get(identity::export_person))
         .route("/v1/retention", get(retention::get_retention))
         .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke_key))
         .route("/v1/keys/{id}/rotate", post(keys::rotate_key))
         .route("/v1/groups/{type}/{key}", get(identity::get_group))
+        .route(
+            "/v1/session",
+            post(session::sign_in)
+                .get(session::current)
+                .delete(session::sign_out),
+        )
+        .route("/v1/members", get(session::list_members))
+        .route(
+            "/v1/members/{email}",
+            axum::routing::put(session::set_member).delete(session::remove_member),
+        )
+        // Every route so far; ingest takes keys only, so it needs no CSRF token.
+        .layer(axum::middleware::from_fn(session::require_csrf))
         // Before the ingest routes are merged: theirs stays inside the CORS layer, which
         // answers preflight requests.
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -158,6 +216,7 @@ pub fn router(state: AppState) -> Router {
 /// Starts everything and serves until SIGINT/SIGTERM; then drains the queue and flushes.
 pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     let catalog = open_catalog(&config)?;
+    bootstrap_owner(&catalog, &config)?;
     let store = EmbeddedStore::open(config.store_config(), Arc::clone(&catalog))?;
     let processor = Arc::new(EventProcessor::new(ProcessorConfig {
         ip_mode: config.ip_mode,
@@ -180,6 +239,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     .trusting_proxy(config.trust_proxy)
     .with_overview_rollups(config.overview_rollups)
     .with_rate_limits(config.rate_limits())
+    .with_secure_cookies(!config.insecure_cookies)
     .with_reports(
         config.delivery_config(),
         config.scheduler_config(),

@@ -40,6 +40,13 @@ pub(crate) struct OverviewCache {
     entries: Mutex<HashMap<CacheKey, (Instant, Arc<Overview>)>>,
 }
 
+impl OverviewCache {
+    /// Drops the project's cached overviews (after an erasure, say).
+    pub(crate) fn forget(&self, project: &ProjectId) {
+        self.entries.lock().retain(|(p, _, _), _| p != project);
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OverviewParams {

@@ -54,6 +54,9 @@ pub(crate) struct Inner {
     pub(crate) reports: Arc<ReportScheduler>,
     pub(crate) dashboards: DashboardManager,
     pub(crate) overviews: crate::overview::OverviewCache,
+    /// The session cookie is `Secure` (see `--insecure-cookies`).
+    pub(crate) secure_cookies: bool,
+    pub(crate) sign_ins: crate::session::SignInThrottle,
 }
 
 impl AppState {
@@ -102,6 +105,8 @@ impl AppState {
                 reports,
                 dashboards,
                 overviews: Default::default(),
+                secure_cookies: true,
+                sign_ins: Default::default(),
             }),
         }
     }
@@ -129,6 +134,14 @@ impl AppState {
     pub fn trusting_proxy(mut self, trust: bool) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.trust_proxy = trust;
+        }
+        self
+    }
+
+    /// Whether the session cookie is `Secure` (see `--insecure-cookies`).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.secure_cookies = secure;
         }
         self
     }

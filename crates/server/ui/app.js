@@ -1,10 +1,13 @@
-// Tally's web UI: plain JavaScript, no build step. It only calls the public HTTP API with the
-// read key the user signed in with (kept in this browser's localStorage).
+// Tally's web UI: plain JavaScript, no build step. It only calls the public HTTP API, either as a
+// signed-in user (an HttpOnly session cookie the script never sees, the project in
+// X-Tally-Project and the session's CSRF token on changes) or with a project's read key (kept
+// in this browser's localStorage).
 'use strict';
 
 const STORE_PROJECTS = 'tally.projects';
 const STORE_CURRENT = 'tally.current';
 const STORE_RANGE = 'tally.range';
+const STORE_CSRF = 'tally.csrf';
 const TZ = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 
 const RANGES = [
@@ -100,20 +103,34 @@ class ApiError extends Error {
   }
 }
 
+// The headers that say who is asking: the project's read key, or the session's project and,
+// for changes, its CSRF token.
+function authHeaders(method, project) {
+  const headers = {};
+  if (!project) return headers;
+  if (project.key) headers.Authorization = 'Bearer ' + project.key;
+  else if (project.session) {
+    headers['X-Tally-Project'] = project.id;
+    if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = localStorage.getItem(STORE_CSRF) || '';
+  }
+  return headers;
+}
+
 async function request(path, opts = {}) {
-  const headers = Object.assign({}, opts.headers || {});
-  const key = opts.key !== undefined ? opts.key : (current() || {}).key;
-  if (key) headers.Authorization = 'Bearer ' + key;
+  const method = opts.method || 'GET';
+  const headers = Object.assign(
+    opts.key !== undefined ? authHeaders(method, opts.key ? {key: opts.key} : null) : authHeaders(method, current()),
+    opts.headers || {});
   let body = opts.body;
   if (body !== undefined && typeof body !== 'string') {
     body = JSON.stringify(body);
     headers['Content-Type'] = 'application/json';
   }
-  const r = await fetch(path, {method: opts.method || 'GET', headers, body, signal: opts.signal});
+  const r = await fetch(path, {method, headers, body, signal: opts.signal, credentials: 'same-origin'});
   if (!r.ok) {
     const b = await r.json().catch(() => null);
     if (r.status === 401 && opts.key === undefined && !opts.public) {
-      signOutCurrent('Your key was not accepted any more; sign in again.');
+      signOutCurrent((current() || {}).session ? 'Your session has ended; sign in again.' : 'Your key was not accepted any more; sign in again.');
     }
     throw new ApiError(r.status, b);
   }
@@ -134,7 +151,8 @@ async function eventStream(path, onEvent, signal) {
   while (!signal.aborted) {
     try {
       const r = await fetch(path, {
-        headers: {Authorization: 'Bearer ' + current().key, Accept: 'text/event-stream'}, signal,
+        headers: Object.assign(authHeaders('GET', current()), {Accept: 'text/event-stream'}), signal,
+        credentials: 'same-origin',
       });
       if (!r.ok) {
         const b = await r.json().catch(() => null);
@@ -178,12 +196,23 @@ let pageAbort = new AbortController();
 
 function signOutCurrent(reason) {
   const cur = current();
-  const rest = projects().filter((p) => !cur || p.id !== cur.id);
-  saveProjects(rest, rest[0] && rest[0].id);
-  if (!rest.length) localStorage.removeItem(STORE_CURRENT);
-  location.hash = '#/signin';
-  if (reason) sessionStorage.setItem('tally.signin.reason', reason);
-  route();
+  // A session signs out of all of its projects at once, and ends on the server first.
+  const rest = projects().filter((p) => !cur || (cur.session ? !p.session : p.id !== cur.id));
+  const finish = () => {
+    saveProjects(rest, rest[0] && rest[0].id);
+    if (!rest.length) localStorage.removeItem(STORE_CURRENT);
+    location.hash = '#/signin';
+    if (reason) sessionStorage.setItem('tally.signin.reason', reason);
+    route();
+  };
+  if (cur && cur.session) {
+    const csrf = localStorage.getItem(STORE_CSRF) || '';
+    localStorage.removeItem(STORE_CSRF);
+    fetch('/v1/session', {method: 'DELETE', credentials: 'same-origin', headers: {'X-CSRF-Token': csrf}})
+      .catch(() => {}).finally(finish);
+    return;
+  }
+  finish();
 }
 
 function renderHeader(page) {
@@ -244,6 +273,36 @@ function signInPage() {
   const key = h('input', {type: 'password', name: 'key', autocomplete: 'off', required: true,
     placeholder: 'tr_…', testid: 'signin-key'});
   const out = h('div');
+  const email = h('input', {type: 'email', name: 'email', autocomplete: 'username', required: true,
+    testid: 'signin-email'});
+  const password = h('input', {type: 'password', name: 'password', autocomplete: 'current-password',
+    required: true, testid: 'signin-password'});
+  const accountOut = h('div');
+  const account = h('form', {class: 'card signin', testid: 'account-form', onsubmit: async (e) => {
+    e.preventDefault();
+    accountOut.replaceChildren();
+    try {
+      const s = await api.post('/v1/session', {email: email.value.trim(), password: password.value}, {key: null});
+      if (!s.projects.length) {
+        accountOut.append(message('You have no role in any project yet; ask an owner to add you.', 'error'));
+        return;
+      }
+      localStorage.setItem(STORE_CSRF, s.csrf_token);
+      const all = projects().filter((x) => !x.session && !s.projects.some((p) => p.id === x.id));
+      for (const p of s.projects) all.push({id: p.id, name: p.name, role: p.role, session: true, user: s.user.email});
+      saveProjects(all, s.projects[0].id);
+      location.hash = '#/overview';
+      route();
+    } catch (err) {
+      accountOut.append(message(err.message, 'error'));
+    }
+  }},
+  h('h1', {}, 'Sign in to Tally'),
+  reason ? message(reason, 'error') : null,
+  field('Email', email),
+  field('Password', password),
+  h('button', {type: 'submit', class: 'primary', testid: 'account-submit'}, 'Sign in'),
+  accountOut);
   const form = h('form', {class: 'card signin', testid: 'signin-form', onsubmit: async (e) => {
     e.preventDefault();
     out.replaceChildren();
@@ -262,14 +321,13 @@ function signInPage() {
       out.append(message(err.status === 401 ? 'This key is unknown or revoked.' : err.message, 'error'));
     }
   }},
-  h('h1', {}, 'Sign in to Tally'),
+  h('h2', {}, 'Or with a read key'),
   h('p', {}, 'Use a project\'s read key. It stays in this browser; add more projects later to switch between them.'),
-  reason ? message(reason, 'error') : null,
   field('Read key', key),
-  h('button', {type: 'submit', class: 'primary', testid: 'signin-submit'}, 'Sign in'),
+  h('button', {type: 'submit', class: 'primary', testid: 'signin-submit'}, 'Sign in with the key'),
   out);
-  app.replaceChildren(form);
-  key.focus();
+  app.replaceChildren(account, form);
+  email.focus();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ use std::fmt;
 use tally_core::{EventRecord, ProjectId};
 
 pub use embedded::{
-    EmbeddedStore, EmbeddedStoreConfig, FlushReport, RetentionReport, RetentionRule, SqlLimits,
-    SqlResult,
+    EmbeddedStore, EmbeddedStoreConfig, ErasureReport, FlushReport, PersonErasure, RetentionReport,
+    RetentionRule, SqlLimits, SqlResult,
 };
 pub use plan::{
     AggregateQuery, FieldRef, Filter, FilterOp, GROUP_COLUMN_PREFIX, Lookups, Measure,

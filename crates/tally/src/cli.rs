@@ -1,14 +1,17 @@
 //! The command line: `tally serve`, `tally project ...`, `tally schemas ...`, `tally rules ...`,
-//! `tally reports ...`, `tally dashboards ...`, `tally query`, `tally import`.
+//! `tally reports ...`, `tally dashboards ...`, `tally query`, `tally import`, `tally keys ...`,
+//! `tally retention ...`, `tally persons erase`, `tally audit list`, `tally users ...`.
 
 mod dashboards;
 mod import;
 mod keys;
+mod persons;
 mod project;
 mod query;
 mod reports;
 mod retention;
 mod rules;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +55,15 @@ enum Command {
     /// Set, list and clear retention policies; remove expired events now.
     #[command(subcommand)]
     Retention(retention::RetentionCommand),
+    /// Erase a person (the right to erasure).
+    #[command(subcommand)]
+    Persons(persons::PersonsCommand),
+    /// Read the audit log of erasures.
+    #[command(subcommand)]
+    Audit(persons::AuditCommand),
+    /// Web UI accounts and their roles per project.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 /// The data directory flag shared by the commands that open it.
@@ -83,6 +95,9 @@ pub(crate) fn run() -> ExitCode {
         Command::Dashboards(cmd) => dashboards::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Retention(cmd) => runtime().and_then(|rt| rt.block_on(retention::run(cmd))),
+        Command::Persons(cmd) => runtime().and_then(|rt| rt.block_on(persons::run_persons(cmd))),
+        Command::Audit(cmd) => persons::run_audit(cmd),
+        Command::Users(cmd) => users::run(cmd),
         Command::Query(args) => runtime().and_then(|rt| rt.block_on(query::run(args))),
         Command::Import(args) => runtime().and_then(|rt| rt.block_on(import::run(args))),
     };

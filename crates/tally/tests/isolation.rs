@@ -1,6 +1,7 @@
 //! Isolation between projects and key scopes against a real `tally serve`: every endpoint is
-//! tried on one project's data with another project's keys (write, read, admin), with the wrong
-//! scope, and with no key. Each attempt answers 401, 403 or 404 (or, for endpoints over "the
+//! tried on one project's data with another project's keys (write, read, admin) and with the
+//! web UI session of another project's owner (naming its own project, or the first one), with
+//! the wrong scope, and with no key. Each attempt answers 401, 403 or 404 (or, for endpoints over "the
 //! key's project", only that project's data), and nothing of the first project changes.
 
 mod common;
@@ -8,11 +9,29 @@ mod common;
 use common::{Project, Server, client, create_project};
 use serde_json::{Value, json};
 
+/// A web UI session: its cookie, CSRF token and the project it names.
+struct Session {
+    cookie: String,
+    csrf: String,
+    project: String,
+}
+
 fn call(
     server: &Server,
     method: &str,
     path: &str,
     key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String) {
+    call_as(server, method, path, key, None, body)
+}
+
+fn call_as(
+    server: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    session: Option<&Session>,
     body: Option<&Value>,
 ) -> (u16, String) {
     let url = format!("{}{path}", server.url);
@@ -24,6 +43,12 @@ fn call(
     };
     if let Some(k) = key {
         r = r.bearer_auth(k);
+    }
+    if let Some(s) = session {
+        r = r
+            .header("cookie", &s.cookie)
+            .header("x-csrf-token", &s.csrf)
+            .header("x-tally-project", &s.project);
     }
     if let Some(b) = body {
         r = r.json(b);
@@ -178,6 +203,11 @@ fn no_key_of_another_project_or_scope_reaches_a_projects_data() {
             ),
         ),
         ("GET", "/v1/keys", None),
+        ("GET", "/v1/audit", None),
+        ("GET", "/v1/members", None),
+        ("GET", "/v1/retention", None),
+        // Erases b's `u1`, whom b never had: a's stays (checked below).
+        ("DELETE", "/v1/persons/u1", None),
     ];
 
     for key in [&b.write_key, &b.read_key, &b.admin_key] {
@@ -207,6 +237,78 @@ fn no_key_of_another_project_or_scope_reaches_a_projects_data() {
             }
         }
     }
+    // The session of b's owner: naming b, it sees only b; naming a, it is refused.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "users",
+            "create",
+            "owner@b.test",
+            "--project",
+            "b",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("TALLY_PASSWORD", "a long enough password")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = client()
+        .post(format!("{}/v1/session", server.url))
+        .json(&json!({"email": "owner@b.test", "password": "a long enough password"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let signed_in: Value = r.json().unwrap();
+    let csrf = signed_in["csrf_token"].as_str().unwrap().to_owned();
+    for project in [&b.id, &a.id] {
+        let session = Session {
+            cookie: cookie.clone(),
+            csrf: csrf.clone(),
+            project: project.clone(),
+        };
+        for (method, path, body) in by_id
+            .iter()
+            .map(|(m, p, b)| (*m, p.as_str(), b))
+            .chain(own.iter().map(|(m, p, b)| (*m, *p, b)))
+        {
+            let (status, text) =
+                call_as(&server, method, path, None, Some(&session), body.as_ref());
+            let allowed: &[u16] =
+                if project == &a.id || by_id.iter().any(|(m, p, _)| *m == method && p == path) {
+                    &[403, 404]
+                } else {
+                    &[200, 201, 403, 404]
+                };
+            assert!(
+                allowed.contains(&status),
+                "{method} {path} with b's session naming {project}: {status} {text}"
+            );
+            assert!(
+                !text.contains(MARKER) && !text.contains("\"u1\""),
+                "{method} {path}: {text}"
+            );
+        }
+    }
+    // A made-up session: 401.
+    let fake = Session {
+        cookie: "tally_session=ts_madeup".into(),
+        csrf: "x".into(),
+        project: a.id.clone(),
+    };
+    for (method, path, body) in &own {
+        let (status, text) = call_as(&server, method, path, None, Some(&fake), body.as_ref());
+        assert!(
+            matches!(status, 401 | 403),
+            "{method} {path} with a made-up session: {status} {text}"
+        );
+    }
+
     // No key, or a made-up one: 401 everywhere.
     for (method, path, body) in by_id
         .iter()

@@ -766,3 +766,115 @@ fn retention_policies_remove_expired_events_whole_files_and_parts() {
     ]);
     assert!(!ok && err.contains("no such retention policy"), "{err}");
 }
+
+/// `(page views, signups)` stored in project `shop`, read with `tally query` (the server is
+/// stopped).
+fn pageviews_and_signups(data: &Path) -> (u64, u64) {
+    let rules = data.join("count.json");
+    std::fs::write(
+        &rules,
+        json!({"time_range": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+               "rules": [{"name": "n", "group_by": ["event"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let (ok, out, err) = common::tally(
+        &[
+            "query",
+            "--json",
+            "--project",
+            "shop",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+        data,
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let count = |event: &str| {
+        v["results"]["n"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == event)
+            .map_or(0, |r| r[1].as_u64().unwrap())
+    };
+    (count("pageview"), count("signup"))
+}
+
+#[test]
+fn a_retention_run_killed_midway_loses_nothing_that_should_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let p = create_project(data, "shop");
+    // 120 days of a page view and a signup each: 120 files. Page views are kept 5 days, so a
+    // run rewrites 115 files, one catalog swap each.
+    let now = chrono::Utc::now();
+    let days: u64 = 120;
+    let mut events = Vec::new();
+    for k in 0..days as i64 {
+        let at = (now - chrono::Duration::days(k) - chrono::Duration::minutes(30)).to_rfc3339();
+        for event in ["pageview", "signup"] {
+            events.push(json!({"event": event, "user_id": format!("u{k}"), "timestamp": at}));
+        }
+    }
+    let mut server = Server::start(data, &[]);
+    assert_eq!(
+        server.post("/v1/events", &p.write_key, &json!(events)).0,
+        200
+    );
+    server.stop();
+    let (ok, _, err) = common::tally(
+        &[
+            "retention",
+            "set",
+            "--project",
+            "shop",
+            "--event",
+            "pageview",
+            "5d",
+        ],
+        data,
+    );
+    assert!(ok, "{err}");
+    let now_text = now.to_rfc3339();
+    let apply = || {
+        std::process::Command::new(BIN)
+            .args([
+                "retention",
+                "apply",
+                "--project",
+                "shop",
+                "--now",
+                &now_text,
+                "--data-dir",
+            ])
+            .arg(data)
+            .env("TALLY_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    assert_eq!(pageviews_and_signups(data), (days, days));
+    // SIGKILL runs at growing delays: wherever the kill lands, every signup and every recent
+    // page view is there, once; only expired page views may be gone.
+    let mut cut_midway = 0;
+    for delay_ms in [50, 150, 300, 600, 1000, 1500] {
+        let mut child = apply();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (pageviews, signups) = pageviews_and_signups(data);
+        assert_eq!(signups, days, "after a kill at {delay_ms} ms");
+        assert!(
+            (5..=days).contains(&pageviews),
+            "after a kill at {delay_ms} ms: {pageviews} page views"
+        );
+        cut_midway += usize::from(pageviews > 5 && pageviews < days);
+    }
+    eprintln!("kills that cut a run midway: {cut_midway} of 6");
+    // A run to the end leaves exactly what should stay.
+    assert!(apply().wait().unwrap().success());
+    assert_eq!(pageviews_and_signups(data), (5, days));
+}

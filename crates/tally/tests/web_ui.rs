@@ -592,3 +592,103 @@ fn the_web_ui_end_to_end_in_chromium() {
         c.close().await.unwrap();
     });
 }
+
+#[test]
+fn the_web_ui_signs_a_user_in_with_an_http_only_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = create_project(dir.path(), "shop");
+    let out = Command::new(common::BIN)
+        .args([
+            "users",
+            "create",
+            "ana@shop.test",
+            "--project",
+            "shop",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("TALLY_PASSWORD", "correct horse battery")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(dir.path(), &[]);
+    let now = Utc::now();
+    ingest(&server, &project, &week_of_events(now));
+    let later = Utc::now() + Days::minutes(1);
+    let today = totals(&server, &project, midnight(now), later);
+    let driver = Driver::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = rt.block_on(browser(&driver));
+    let base = server.url.clone();
+    rt.block_on(async {
+        c.goto(&format!("{base}/")).await.unwrap();
+        type_into(&c, "[data-testid=signin-email]", "ana@shop.test").await;
+        type_into(&c, "[data-testid=signin-password]", "not the password").await;
+        find(&c, "[data-testid=account-submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let msg = find(&c, "[data-testid=account-form] .msg.error")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(msg.contains("wrong"), "{msg}");
+        type_into(&c, "[data-testid=signin-password]", "correct horse battery").await;
+        find(&c, "[data-testid=account-submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        assert_eq!(data_value(&c, "today-events").await, today.0);
+
+        // The session is a cookie the page's script cannot read; no key is stored.
+        let cookie = c
+            .get_named_cookie("tally_session")
+            .await
+            .expect("the session cookie");
+        assert_eq!(cookie.http_only(), Some(true));
+        assert!(
+            format!("{:?}", cookie.same_site()).contains("Strict"),
+            "{cookie:?}"
+        );
+        assert_eq!(cookie.secure(), Some(true));
+        let visible = c.execute("return document.cookie", vec![]).await.unwrap();
+        assert!(!visible.to_string().contains("tally_session"), "{visible}");
+        let stored = c
+            .execute("return localStorage.getItem('tally.projects')", vec![])
+            .await
+            .unwrap();
+        assert!(!stored.to_string().contains("\"key\""), "{stored}");
+
+        // A change (a query is a POST) carries the CSRF token.
+        c.goto(&format!("{base}/#/explore")).await.unwrap();
+        type_into(&c, "[data-testid=explore-event]", "pageview").await;
+        find(&c, "[data-testid=explore-run]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        find(&c, "[data-testid=explore-result] svg").await;
+        screenshot(&c, "10-session-explore").await;
+
+        // Signing out ends the session on the server.
+        find(&c, "#sign-out").await.click().await.unwrap();
+        find(&c, "[data-testid=account-form]").await;
+        let status = c
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 fetch('/v1/session', {credentials: 'same-origin'}).then((r) => done(r.status));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, json!(401));
+    });
+    rt.block_on(c.close()).unwrap();
+}

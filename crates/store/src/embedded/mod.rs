@@ -12,6 +12,7 @@ mod buffer;
 mod codec;
 mod dedup;
 mod engine;
+mod erase;
 mod partition;
 mod percentile;
 mod retention;
@@ -19,6 +20,7 @@ mod rollup;
 mod sequences;
 mod sql;
 
+pub use erase::{ErasureReport, PersonErasure};
 pub use retention::{RetentionReport, RetentionRule};
 
 use std::collections::{HashMap, HashSet};
@@ -126,6 +128,9 @@ struct Inner {
     pinned_files: Option<Vec<ParquetFileEntry>>,
     /// Registered rollups by project and id.
     rollups: Mutex<HashMap<(ProjectId, String), rollup::Rollup>>,
+    /// Projects whose stored events are being rewritten (retention, erasure), with how many
+    /// such runs: their rollups are not registered until the runs end.
+    suspended: Mutex<HashMap<ProjectId, usize>>,
     /// Lookup batches (person overrides, person properties, groups of a type; see
     /// `tally_catalog::persons`) by project, with the catalog version each was read at.
     lookups: Mutex<HashMap<(ProjectId, LookupKind), Versioned>>,
@@ -206,6 +211,7 @@ impl EmbeddedStore {
                 last_flush: Mutex::new(Instant::now()),
                 pinned_files: None,
                 rollups: Mutex::new(HashMap::new()),
+                suspended: Mutex::new(HashMap::new()),
                 lookups: Mutex::new(HashMap::new()),
                 _lock: Some(lock),
             }),
@@ -248,6 +254,7 @@ impl EmbeddedStore {
                     last_flush: Mutex::new(Instant::now()),
                     pinned_files: Some(files),
                     rollups: Mutex::new(HashMap::new()),
+                    suspended: Mutex::new(HashMap::new()),
                     lookups: Mutex::new(HashMap::new()),
                     _lock: None,
                 }),
@@ -435,15 +442,26 @@ impl EmbeddedStore {
         } else {
             None
         };
-        let cutoff = (Utc::now() - chrono::Duration::minutes(10))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.purge_replaced_files(Duration::from_secs(600))?;
+        Ok(report)
+    }
+
+    /// Deletes from disk the files that compaction, retention or an erasure replaced more than
+    /// `ago` ago (queries that started before the swap may still be reading younger ones).
+    pub fn purge_replaced_files(&self, ago: Duration) -> Result<()> {
+        let cutoff = if ago.is_zero() {
+            "9999-12-31T00:00:00Z".to_owned()
+        } else {
+            (Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default())
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
         for path in self.inner.catalog.purge_deleted_files(&cutoff)? {
             let p = self.inner.config.data_dir.join(&path);
             if let Err(e) = std::fs::remove_file(&p) {
-                tracing::warn!(path = %p.display(), error = %e, "could not remove a compacted file");
+                tracing::warn!(path = %p.display(), error = %e, "could not remove a replaced file");
             }
         }
-        Ok(report)
+        Ok(())
     }
 }
 
@@ -454,6 +472,10 @@ impl EmbeddedStore {
     pub async fn register_rollup(&self, id: &str, def: RollupDef) -> Result<()> {
         def.supported().map_err(StoreError::InvalidQuery)?;
         self.inner.writer()?;
+        if self.inner.suspended.lock().contains_key(&def.project) {
+            // Registered when the rewrite that suspended the project's rollups ends.
+            return Ok(());
+        }
         let key = (def.project.clone(), id.to_owned());
         {
             let mut rollups = self.inner.rollups.lock();
@@ -738,12 +760,40 @@ impl Inner {
     }
 
     fn flush_blocking(&self) -> Result<FlushReport> {
-        let (sealed_segment, sealed) = {
+        self.flush_omitting(None).map(|(report, _)| report)
+    }
+
+    /// Flushes, leaving out of the Parquet files the rows that `omit` matches (an erasure):
+    /// they leave the buffer, and the WAL segments that held them are deleted, like any other
+    /// flushed rows. Returns the report and how many rows were left out.
+    fn flush_omitting(&self, omit: Option<&erase::Omit<'_>>) -> Result<(FlushReport, u64)> {
+        let (sealed_segment, mut sealed) = {
             let mut w = self.writer()?.lock();
             let seg = w.wal.rotate()?;
             let sealed = self.buffer.write().seal();
             (seg, sealed)
         };
+        let mut omitted = 0u64;
+        if let Some(omit) = omit {
+            for (project, batches) in sealed.iter_mut().filter(|(p, _)| p == omit.project) {
+                let mut kept = Vec::with_capacity(batches.len());
+                for b in batches.drain(..) {
+                    let (b, removed) = match omit.without(&b) {
+                        Ok(x) => x,
+                        Err(e) => {
+                            self.buffer.write().unseal();
+                            return Err(e);
+                        }
+                    };
+                    omitted += removed;
+                    if b.num_rows() > 0 {
+                        kept.push(b);
+                    }
+                }
+                *batches = kept;
+                tracing::debug!(project = %project, omitted, "rows left out of a flush");
+            }
+        }
         *self.last_flush.lock() = Instant::now();
         let mut report = FlushReport::default();
         let mut added = Vec::new();
@@ -793,7 +843,7 @@ impl Inner {
                 "flushed buffer to parquet"
             );
         }
-        Ok(report)
+        Ok((report, omitted))
     }
 
     /// Merges a day's files into one when there are too many. Returns how many were merged.

@@ -3,7 +3,7 @@
 //! written and synced first, then one catalog transaction swaps it in, so a crash at any point
 //! leaves either the old file or the new one, never neither). Replaced files are deleted from
 //! disk by maintenance 10 minutes later, once no query can still be reading them. The project's
-//! rollups are then rebuilt from what is left.
+//! rollups are taken out of service before the first change and rebuilt from what is left.
 
 use std::sync::Arc;
 
@@ -36,10 +36,18 @@ pub struct RetentionReport {
     pub days: Vec<String>,
 }
 
+/// A project's rollups, taken out of service while its files change (see
+/// [`EmbeddedStore::suspend_rollups`]).
+pub(super) type SuspendedRollups = Vec<(String, crate::plan::RollupDef)>;
+
 impl EmbeddedStore {
     /// Removes `project`'s expired events from the Parquet files (see the module's
     /// documentation); with `dry_run`, only counts them. Events still in the buffer are not
     /// touched: they go at the first run after they are flushed.
+    ///
+    /// The flush lock is held per file, not for the whole run, so a long run does not hold
+    /// flushes off (and ingest with them, once the buffer is full): each file is checked to be
+    /// still recorded under the lock before it is replaced.
     pub async fn apply_retention(
         &self,
         project: &ProjectId,
@@ -49,41 +57,73 @@ impl EmbeddedStore {
         if rules.is_empty() {
             return Ok(RetentionReport::default());
         }
-        let result = {
-            // No flush or compaction meanwhile: the files stay put. A dry run only reads, and
-            // files are deleted from disk only minutes after they leave the catalog.
-            let _no_flush = if dry_run {
-                None
-            } else {
-                Some(self.inner.flush_lock.lock().await)
-            };
-            let inner = Arc::clone(&self.inner);
-            let (p, r) = (project.clone(), rules.to_vec());
-            tokio::task::spawn_blocking(move || expire(&inner, &p, &r, dry_run))
-                .await
-                .map_err(|e| StoreError::Internal(format!("retention task failed: {e}")))?
-        };
+        let inner = Arc::clone(&self.inner);
+        let (p, r) = (project.clone(), rules.to_vec());
+        let suspended: Arc<parking_lot::Mutex<Option<SuspendedRollups>>> = Default::default();
+        let s2 = Arc::clone(&suspended);
+        let result = tokio::task::spawn_blocking(move || expire(&inner, &p, &r, dry_run, &s2))
+            .await
+            .map_err(|e| StoreError::Internal(format!("retention task failed: {e}")))?;
         // Also after an error: some files may have been replaced already.
-        if !dry_run && result.as_ref().map_or(true, |r| r.events_removed > 0) {
-            self.rebuild_rollups(project).await;
+        let suspended = suspended.lock().take();
+        if let Some(defs) = suspended {
+            self.restore_rollups(project, defs).await;
         }
         result
     }
 
-    /// Rebuilds every rollup of `project` from storage.
-    async fn rebuild_rollups(&self, project: &ProjectId) {
-        let defs: Vec<(String, crate::plan::RollupDef)> = self
-            .inner
-            .rollups
-            .lock()
-            .iter()
-            .filter(|((p, _), _)| p == project)
-            .map(|((_, id), r)| (id.clone(), r.def.clone()))
-            .collect();
+    /// Takes `project`'s rollups out of service before its stored events change: they leave
+    /// memory (so no flush writes their snapshots, which would still count the removed events
+    /// and survive a crash) and their snapshots leave the disk. Queries use the raw events
+    /// until [`EmbeddedStore::restore_rollups`] has rebuilt them.
+    pub(super) fn suspend_rollups(inner: &Inner, project: &ProjectId) -> Result<SuspendedRollups> {
+        *inner.suspended.lock().entry(project.clone()).or_default() += 1;
+        let defs: SuspendedRollups = {
+            let mut rollups = inner.rollups.lock();
+            let ids: Vec<(ProjectId, String)> = rollups
+                .keys()
+                .filter(|(p, _)| p == project)
+                .cloned()
+                .collect();
+            ids.into_iter()
+                .filter_map(|k| rollups.remove(&k).map(|r| (k.1, r.def)))
+                .collect()
+        };
+        let dir = inner.config.data_dir.join("rollups").join(project.as_str());
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(defs),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(defs),
+            Err(e) => {
+                // Not suspended after all: the server's rule sync registers them again.
+                let mut suspended = inner.suspended.lock();
+                if let Some(n) = suspended.get_mut(project) {
+                    *n -= 1;
+                    if *n == 0 {
+                        suspended.remove(project);
+                    }
+                }
+                Err(StoreError::io(dir.display(), e))
+            }
+        }
+    }
+
+    /// Ends one suspension of `project`'s rollups; when none is left, registers `defs` again,
+    /// each rebuilt from storage (a later rule sync registers those of a run that ended
+    /// earlier, and saved rules are registered again by the server within seconds anyway).
+    pub(super) async fn restore_rollups(&self, project: &ProjectId, defs: SuspendedRollups) {
+        {
+            let mut suspended = self.inner.suspended.lock();
+            if let Some(n) = suspended.get_mut(project) {
+                *n -= 1;
+                if *n == 0 {
+                    suspended.remove(project);
+                }
+            }
+        }
         for (id, def) in defs {
             let _ = self.drop_rollup(project, &id);
             if let Err(e) = self.register_rollup(&id, def).await {
-                tracing::warn!(rollup = %id, error = %e, "could not rebuild a rollup after retention");
+                tracing::warn!(rollup = %id, error = %e, "could not rebuild a rollup");
             }
         }
     }
@@ -126,6 +166,7 @@ fn expire(
     project: &ProjectId,
     rules: &[RetentionRule],
     dry_run: bool,
+    suspended: &parking_lot::Mutex<Option<SuspendedRollups>>,
 ) -> Result<RetentionReport> {
     let mut report = RetentionReport::default();
     let latest_cutoff = rules.iter().map(|r| r.before).max().unwrap_or(i64::MIN);
@@ -136,10 +177,21 @@ fn expire(
         .any(|r| r.event.is_none())
         .then(|| rules.iter().map(|r| r.before).min())
         .flatten();
-    let mut snapshots_dropped = false;
     for f in inner.catalog.files(project, "0000-00-00", "9999-12-31")? {
         if f.min_ts >= latest_cutoff {
             continue;
+        }
+        // No flush or compaction while this file is read and replaced; a dry run only reads
+        // (files leave the disk only minutes after they leave the catalog).
+        let _no_flush = (!dry_run).then(|| inner.flush_lock.blocking_lock());
+        if !dry_run
+            && !inner
+                .catalog
+                .files(project, &f.day, &f.day)?
+                .iter()
+                .any(|x| x.path == f.path)
+        {
+            continue; // compacted meanwhile: the next run sees the merged file
         }
         let (removed, replacement) = if whole.is_some_and(|c| f.max_ts < c) {
             (f.rows, None)
@@ -165,33 +217,42 @@ fn expire(
         if dry_run {
             continue;
         }
-        if !snapshots_dropped {
-            // Before the first change: a rollup snapshot would otherwise survive a crash here
-            // and still count the expired events at the next start.
-            let dir = inner.config.data_dir.join("rollups").join(project.as_str());
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(dir.display(), e)),
+        {
+            let mut s = suspended.lock();
+            if s.is_none() {
+                // Before the first change.
+                *s = Some(EmbeddedStore::suspend_rollups(inner, project)?);
             }
-            snapshots_dropped = true;
         }
-        let added = match replacement {
-            Some(kept) => vec![partition::write_file(
-                &inner.config.data_dir,
-                project,
-                &kept,
-            )?],
-            None => Vec::new(),
-        };
-        let _consistent_with_queries = inner.buffer.write();
-        inner
-            .catalog
-            .commit_files(&added, std::slice::from_ref(&f.path), None)?;
+        replace_file(inner, project, &f.path, replacement.as_ref())?;
     }
     report.days.sort();
     report.days.dedup();
     Ok(report)
+}
+
+/// Replaces the recorded file `path` by a file of `kept` (or by nothing): the new file is
+/// written and synced first, then one catalog transaction swaps them, under the buffer's lock so
+/// that a query sees the old file or the new one, never both or neither.
+pub(super) fn replace_file(
+    inner: &Inner,
+    project: &ProjectId,
+    path: &str,
+    kept: Option<&RecordBatch>,
+) -> Result<()> {
+    let added = match kept {
+        Some(kept) => vec![partition::write_file(
+            &inner.config.data_dir,
+            project,
+            kept,
+        )?],
+        None => Vec::new(),
+    };
+    let _consistent_with_queries = inner.buffer.write();
+    inner
+        .catalog
+        .commit_files(&added, &[path.to_owned()], None)?;
+    Ok(())
 }
 
 #[cfg(test)]

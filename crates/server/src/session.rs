@@ -1,0 +1,451 @@
+//! Web UI sessions and project members.
+//!
+//! `POST /v1/session` signs a user in with email and password and sets the session cookie
+//! (`tally_session`: HttpOnly, `SameSite=Strict`, `Secure` unless `--insecure-cookies`, seven
+//! days). A signed-in request names its project in `X-Tally-Project`; the user's role there
+//! decides what it may do, as a key's scope does (viewer: read, admin and owner: admin).
+//! Requests that change something (any method but GET, HEAD and OPTIONS) must also send the
+//! session's CSRF token in `X-CSRF-Token`: a hash of the session token, which the sign-in answer
+//! and `GET /v1/session` return and which no other site can read. The cookie is never sent on
+//! cross-site requests (`SameSite=Strict`), and the API has no CORS outside ingest, so the token
+//! is a second lock, not the only one.
+//!
+//! `GET /v1/members` lists a project's members (admin); `PUT /v1/members/{email}` with
+//! `{"role"}` and `DELETE /v1/members/{email}` change them (an owner, or an admin key); the last
+//! owner cannot be removed or demoted.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tally_catalog::{Catalog, CatalogError, KeyScope, Role, User};
+use tally_core::ProjectId;
+
+use crate::auth::{authorize, bearer};
+use crate::error::{ApiError, read_json};
+use crate::state::AppState;
+
+pub(crate) const COOKIE: &str = "tally_session";
+pub(crate) const PROJECT_HEADER: &str = "x-tally-project";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a session lasts.
+pub(crate) const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Failed sign-ins per email within [`THROTTLE_WINDOW`] before further attempts get 429.
+const MAX_FAILED_SIGN_INS: u32 = 10;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The session token of the request's `Cookie` header.
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The CSRF token of a session: derived from its secret token, so nothing more is stored.
+pub(crate) fn csrf_token(session: &str) -> String {
+    hex::encode(Sha256::digest(format!("tally-csrf:{session}").as_bytes()))
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Middleware: a request that carries the session cookie (and no key) and changes something
+/// must carry the session's CSRF token. Signing in is exempt (it needs no session).
+pub(crate) async fn require_csrf(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let signing_in = request.uri().path() == "/v1/session" && request.method() == Method::POST;
+    let headers = request.headers();
+    if !safe
+        && !signing_in
+        && bearer(headers).is_none()
+        && let Some(token) = session_token(headers)
+    {
+        let sent = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same(sent.as_bytes(), csrf_token(token).as_bytes()) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "a signed-in request that changes something must send the session's CSRF token in X-CSRF-Token",
+            )
+            .field(CSRF_HEADER)
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn catalog_error(e: CatalogError) -> ApiError {
+    ApiError::internal("the metadata store failed", e)
+}
+
+/// The user of the request's session cookie.
+pub(crate) fn session_user(
+    catalog: &Catalog,
+    headers: &HeaderMap,
+) -> Result<(String, User), ApiError> {
+    let token = session_token(headers).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "not_signed_in", "sign in first").field("cookie")
+    })?;
+    let user = catalog
+        .session_user(token)
+        .map_err(catalog_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_session",
+                "the session has ended or never existed; sign in again",
+            )
+            .field("cookie")
+        })?;
+    Ok((token.to_owned(), user))
+}
+
+/// The project a signed-in request names, and the user's role in it.
+pub(crate) fn session_grant(
+    catalog: &Catalog,
+    headers: &HeaderMap,
+) -> Result<(ProjectId, Role), ApiError> {
+    let (_, user) = session_user(catalog, headers)?;
+    let named = headers
+        .get(PROJECT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let project = ProjectId::parse(named.trim()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_project",
+            "a signed-in request names its project's id in the X-Tally-Project header",
+        )
+        .field(PROJECT_HEADER)
+    })?;
+    let role = catalog
+        .role_of(&user.id, &project)
+        .map_err(catalog_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_a_member",
+                format!("you have no role in project `{project}`"),
+            )
+            .field(PROJECT_HEADER)
+        })?;
+    Ok((project, role))
+}
+
+/// Failed sign-ins per email, to slow down password guessing.
+#[derive(Debug, Default)]
+pub(crate) struct SignInThrottle(Mutex<HashMap<String, (u32, Instant)>>);
+
+impl SignInThrottle {
+    fn check(&self, email: &str) -> Result<(), ApiError> {
+        let map = self.0.lock();
+        if let Some((n, since)) = map.get(email)
+            && *n >= MAX_FAILED_SIGN_INS
+            && since.elapsed() < THROTTLE_WINDOW
+        {
+            let wait = (THROTTLE_WINDOW - since.elapsed()).as_secs().max(1);
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many failed sign-ins for this email; retry after {wait} s"),
+            )
+            .field("email");
+            e.retry_after_secs = Some(wait);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn failed(&self, email: &str) {
+        let mut map = self.0.lock();
+        if map.len() >= 10_000 {
+            map.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
+        }
+        let entry = map.entry(email.to_owned()).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= THROTTLE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    fn succeeded(&self, email: &str) {
+        self.0.lock().remove(email);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    email: String,
+    password: String,
+}
+
+fn session_body(state: &AppState, user: &User, token: &str) -> Result<Value, ApiError> {
+    let projects = state
+        .inner
+        .catalog
+        .memberships(&user.id)
+        .map_err(catalog_error)?;
+    Ok(json!({
+        "user": {"id": user.id, "email": user.email},
+        "projects": projects.iter().map(|m| json!({
+            "id": m.project_id, "name": m.project_name, "role": m.role,
+        })).collect::<Vec<_>>(),
+        "csrf_token": csrf_token(token),
+    }))
+}
+
+fn cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.inner.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("tally_session=; Max-Age=0"))
+}
+
+/// `POST /v1/session`: signs in; sets the session cookie.
+pub(crate) async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        // Also what keeps a cross-site form from signing a browser in.
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the credentials as JSON (Content-Type: application/json)",
+        )
+        .field("content-type"));
+    }
+    let request: SignIn = read_json(body, 8 << 10).await?;
+    let email = request.email.trim().to_lowercase();
+    state.inner.sign_ins.check(&email)?;
+    let catalog = std::sync::Arc::clone(&state.inner.catalog);
+    let (e, p) = (email.clone(), request.password);
+    let user = tokio::task::spawn_blocking(move || catalog.verify_login(&e, &p))
+        .await
+        .map_err(|e| ApiError::internal("checking the password failed", e))?
+        .map_err(catalog_error)?;
+    let Some(user) = user else {
+        state.inner.sign_ins.failed(&email);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the email or the password is wrong",
+        )
+        .field("password"));
+    };
+    state.inner.sign_ins.succeeded(&email);
+    let token = state
+        .inner
+        .catalog
+        .create_session(&user.id, SESSION_TTL.as_secs() as i64)
+        .map_err(catalog_error)?;
+    let body = session_body(&state, &user, &token)?;
+    let mut r = Json(body).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie(&state, &token, SESSION_TTL.as_secs()),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// `GET /v1/session`: the signed-in user, its projects and the CSRF token.
+pub(crate) async fn current(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (token, user) = session_user(&state.inner.catalog, &headers)?;
+    let mut r = Json(session_body(&state, &user, &token)?).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// `DELETE /v1/session`: signs out (the session ends on the server, the cookie is cleared).
+pub(crate) async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (token, _) = session_user(&state.inner.catalog, &headers)?;
+    state
+        .inner
+        .catalog
+        .delete_session(&token)
+        .map_err(catalog_error)?;
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state, "", 0));
+    Ok(r)
+}
+
+/// The project of a request that may manage members: an admin key, or a session whose user
+/// owns the project.
+fn member_manager(state: &AppState, headers: &HeaderMap) -> Result<ProjectId, ApiError> {
+    let s = &state.inner;
+    if bearer(headers).is_some() {
+        return authorize(&s.keys, &s.catalog, headers, KeyScope::Admin);
+    }
+    let (project, role) = session_grant(&s.catalog, headers)?;
+    if role != Role::Owner {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "owner_only",
+            "only an owner of the project (or its admin key) manages members",
+        ));
+    }
+    Ok(project)
+}
+
+/// `GET /v1/members` (admin): the project's members and their roles.
+pub(crate) async fn list_members(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.inner;
+    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Admin)?;
+    let members = s.catalog.members(&project).map_err(catalog_error)?;
+    Ok(Json(json!({ "members": members })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRole {
+    role: String,
+}
+
+fn no_user(email: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "user_not_found",
+        format!("no user `{email}`; create it with `tally users create`"),
+    )
+    .field("email")
+}
+
+/// Refuses a change that would leave the project without an owner.
+fn keep_an_owner(state: &AppState, project: &ProjectId, email: &str) -> Result<(), ApiError> {
+    let members = state
+        .inner
+        .catalog
+        .members(project)
+        .map_err(catalog_error)?;
+    let owners: Vec<&str> = members
+        .iter()
+        .filter(|m| m.role == Role::Owner)
+        .map(|m| m.email.as_str())
+        .collect();
+    if owners.len() == 1 && owners[0].eq_ignore_ascii_case(email.trim()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_owner",
+            "the project's last owner cannot be removed or demoted; make someone else owner first",
+        )
+        .field("email"));
+    }
+    Ok(())
+}
+
+/// `PUT /v1/members/{email}` (owner): gives an existing user a role in the project.
+pub(crate) async fn set_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let project = member_manager(&state, &headers)?;
+    let request: SetRole = read_json(body, 4 << 10).await?;
+    let role = Role::parse(&request.role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_role",
+            format!(
+                "unknown role `{}`: use viewer, admin or owner",
+                request.role
+            ),
+        )
+        .field("role")
+    })?;
+    if role != Role::Owner {
+        keep_an_owner(&state, &project, &email)?;
+    }
+    match state.inner.catalog.set_role(&email, &project, role) {
+        Ok(()) => {}
+        Err(CatalogError::NotFound { .. }) => return Err(no_user(&email)),
+        Err(e) => return Err(catalog_error(e)),
+    }
+    Ok(Json(json!({"email": email.trim(), "role": role})))
+}
+
+/// `DELETE /v1/members/{email}` (owner): takes the user's role in the project away.
+pub(crate) async fn remove_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let project = member_manager(&state, &headers)?;
+    keep_an_owner(&state, &project, &email)?;
+    match state.inner.catalog.remove_role(&email, &project) {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_a_member",
+            format!("`{email}` has no role in the project"),
+        )
+        .field("email")),
+        Err(CatalogError::NotFound { .. }) => Err(no_user(&email)),
+        Err(e) => Err(catalog_error(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; tally_session=ts_abc ; b=2"),
+        );
+        assert_eq!(session_token(&h), Some("ts_abc"));
+        h.insert(header::COOKIE, HeaderValue::from_static("tally_session="));
+        assert_eq!(session_token(&h), None);
+        assert_ne!(csrf_token("ts_abc"), csrf_token("ts_abd"));
+        assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,509 @@
+//! Accounts against a real `tally serve`: users created with `tally users` (and the first owner
+//! from `--owner-email`), sign-in with an Argon2id-checked password, the session cookie's
+//! flags, CSRF protection, roles (viewer, admin, owner) mapped onto what keys may do, members
+//! managed by owners, sign-out and password changes ending sessions, sign-in throttling, and
+//! sessions that never reach another project.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{BIN, Project, Server, client, create_project, tally};
+use reqwest::blocking::Response;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn create_user(data: &Path, email: &str, project: &str, role: &str) {
+    let out = Command::new(BIN)
+        .args([
+            "users",
+            "create",
+            email,
+            "--project",
+            project,
+            "--role",
+            role,
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("TALLY_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A signed-in browser, as far as the server can tell: the cookie and the CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+    body: Value,
+}
+
+fn sign_in(server: &Server, email: &str, password: &str) -> Response {
+    client()
+        .post(format!("{}/v1/session", server.url))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .unwrap()
+}
+
+fn session(server: &Server, email: &str) -> Session {
+    let r = sign_in(server, email, PASSWORD);
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let body: Value = r.json().unwrap();
+    Session {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+        body,
+    }
+}
+
+/// A request with the session's cookie, for `project`, with or without the CSRF token.
+fn call(
+    server: &Server,
+    s: &Session,
+    method: &str,
+    path: &str,
+    project: Option<&Project>,
+    csrf: bool,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client()
+        .request(method, format!("{}{path}", server.url))
+        .header("cookie", &s.cookie);
+    if let Some(p) = project {
+        req = req.header("x-tally-project", &p.id);
+    }
+    if csrf {
+        req = req.header("x-csrf-token", &s.csrf);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn query() -> Value {
+    json!({"time_range": {"from": "2026-10-01T00:00:00Z", "to": "2026-10-02T00:00:00Z"},
+           "rules": [{"name": "n"}]})
+}
+
+#[test]
+fn users_sign_in_and_their_roles_decide_what_they_may_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let shop = create_project(data, "shop");
+    let other = create_project(data, "other");
+    let fresh = create_project(data, "fresh");
+    create_user(data, "ana@shop.test", "shop", "owner");
+    create_user(data, "vic@shop.test", "shop", "viewer");
+    create_user(data, "oz@other.test", "other", "owner");
+    // The CLI checks what it is given.
+    let (ok, _, err) = tally(
+        &["users", "create", "x@shop.test", "--password-stdin"],
+        data,
+    );
+    assert!(!ok && err.contains("no password"), "{err}");
+    let (ok, _, err) = tally(
+        &[
+            "users",
+            "grant",
+            "ana@shop.test",
+            "--project",
+            "shop",
+            "--role",
+            "king",
+        ],
+        data,
+    );
+    assert!(!ok && err.contains("viewer, admin or owner"), "{err}");
+
+    // The first owner from the environment: owner of the project without one.
+    let server = Server::start(
+        data,
+        &[
+            "--owner-email",
+            "boss@fresh.test",
+            "--owner-password",
+            PASSWORD,
+        ],
+    );
+    let (ok, out, _) = tally(&["users", "list"], data);
+    assert!(ok);
+    let users: Value = serde_json::from_str(&out).unwrap();
+    let boss = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "boss@fresh.test")
+        .unwrap();
+    assert_eq!(
+        boss["projects"],
+        json!([{"project_id": fresh.id, "project_name": "fresh", "role": "owner"}])
+    );
+    assert!(!out.contains(PASSWORD) && !out.contains("argon2"), "{out}");
+
+    // Sign-in: one answer for a wrong password and an unknown email; JSON only.
+    for (email, password) in [
+        ("ana@shop.test", "wrong password!"),
+        ("nobody@shop.test", PASSWORD),
+    ] {
+        let r = sign_in(&server, email, password);
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().get("set-cookie").is_none());
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["error"]["code"], "invalid_credentials", "{v}");
+    }
+    let r = client()
+        .post(format!("{}/v1/session", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=ana%40shop.test&password=correct+horse+battery")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 415);
+
+    let r = sign_in(&server, "ANA@shop.test", PASSWORD);
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for flag in [
+        "tally_session=ts_",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Secure",
+        "Path=/",
+        "Max-Age=604800",
+    ] {
+        assert!(set.contains(flag), "{flag} in {set}");
+    }
+    let ana = session(&server, "ana@shop.test");
+    assert_eq!(ana.body["user"]["email"], "ana@shop.test");
+    assert_eq!(
+        ana.body["projects"],
+        json!([{"id": shop.id, "name": "shop", "role": "owner"}])
+    );
+    let (s, me) = call(&server, &ana, "GET", "/v1/session", None, false, None);
+    assert_eq!(s, 200);
+    assert_eq!(me["csrf_token"], ana.csrf.as_str());
+
+    // A signed-in request names its project; changes need the CSRF token.
+    let (s, v) = call(
+        &server,
+        &ana,
+        "GET",
+        "/v1/project",
+        Some(&shop),
+        false,
+        None,
+    );
+    assert_eq!((s, v["scope"].as_str()), (200, Some("admin")), "{v}");
+    let (s, v) = call(
+        &server,
+        &ana,
+        "POST",
+        "/v1/query",
+        Some(&shop),
+        true,
+        Some(query()),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        &server,
+        &ana,
+        "POST",
+        "/v1/query",
+        Some(&shop),
+        false,
+        Some(query()),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("csrf_failed")),
+        "{v}"
+    );
+    let forged = Session {
+        csrf: "0".repeat(64),
+        ..session(&server, "ana@shop.test")
+    };
+    assert_eq!(
+        call(
+            &server,
+            &forged,
+            "POST",
+            "/v1/query",
+            Some(&shop),
+            true,
+            Some(query())
+        )
+        .0,
+        403
+    );
+    let (s, v) = call(&server, &ana, "GET", "/v1/rules", None, false, None);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("missing_project")),
+        "{v}"
+    );
+    let (s, v) = call(&server, &ana, "GET", "/v1/rules", Some(&other), false, None);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("not_a_member")),
+        "{v}"
+    );
+    // Sessions never ingest: that is what write keys are for.
+    assert_eq!(
+        call(
+            &server,
+            &ana,
+            "POST",
+            "/v1/events",
+            Some(&shop),
+            true,
+            Some(json!({"event": "x"}))
+        )
+        .0,
+        403
+    );
+
+    // A viewer reads and manages nothing.
+    let vic = session(&server, "vic@shop.test");
+    assert_eq!(
+        call(
+            &server,
+            &vic,
+            "POST",
+            "/v1/query",
+            Some(&shop),
+            true,
+            Some(query())
+        )
+        .0,
+        200
+    );
+    for (method, path) in [
+        ("GET", "/v1/keys"),
+        ("DELETE", "/v1/persons/p1"),
+        ("GET", "/v1/audit"),
+        ("GET", "/v1/members"),
+    ] {
+        let (s, v) = call(&server, &vic, method, path, Some(&shop), true, None);
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (403, Some("wrong_key_scope")),
+            "{path}: {v}"
+        );
+    }
+
+    // Owners manage members; an admin may not; the last owner stays.
+    let (s, v) = call(
+        &server,
+        &ana,
+        "PUT",
+        "/v1/members/vic@shop.test",
+        Some(&shop),
+        true,
+        Some(json!({"role": "admin"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        call(&server, &vic, "GET", "/v1/keys", Some(&shop), false, None).0,
+        200
+    );
+    let (s, v) = call(
+        &server,
+        &vic,
+        "PUT",
+        "/v1/members/vic@shop.test",
+        Some(&shop),
+        true,
+        Some(json!({"role": "owner"})),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("owner_only")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &server,
+        &ana,
+        "DELETE",
+        "/v1/members/ana@shop.test",
+        Some(&shop),
+        true,
+        None,
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("last_owner")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &server,
+        &ana,
+        "PUT",
+        "/v1/members/ana@shop.test",
+        Some(&shop),
+        true,
+        Some(json!({"role": "viewer"})),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("last_owner")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &server,
+        &ana,
+        "PUT",
+        "/v1/members/ghost@shop.test",
+        Some(&shop),
+        true,
+        Some(json!({"role": "viewer"})),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("user_not_found")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &server,
+        &ana,
+        "PUT",
+        "/v1/members/vic@shop.test",
+        Some(&shop),
+        true,
+        Some(json!({"role": "emperor"})),
+    );
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("role")),
+        "{v}"
+    );
+    let (s, members) = call(
+        &server,
+        &ana,
+        "GET",
+        "/v1/members",
+        Some(&shop),
+        false,
+        None,
+    );
+    assert_eq!(s, 200);
+    let roles: Vec<(&str, &str)> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["email"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        roles,
+        [("ana@shop.test", "owner"), ("vic@shop.test", "admin")]
+    );
+    // The project's admin key manages members too.
+    let r = client()
+        .delete(format!("{}/v1/members/vic@shop.test", server.url))
+        .bearer_auth(&shop.admin_key)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        call(&server, &vic, "GET", "/v1/rules", Some(&shop), false, None).0,
+        403
+    );
+
+    // Sign-out ends the session on the server, not only in the browser.
+    let (s, _) = call(&server, &ana, "DELETE", "/v1/session", None, false, None);
+    assert_eq!(s, 403, "sign-out needs the CSRF token too");
+    let r = client()
+        .delete(format!("{}/v1/session", server.url))
+        .header("cookie", &ana.cookie)
+        .header("x-csrf-token", &ana.csrf)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (s, v) = call(&server, &ana, "GET", "/v1/rules", Some(&shop), false, None);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("invalid_session")),
+        "{v}"
+    );
+
+    // A new password ends every session of the user.
+    let oz = session(&server, "oz@other.test");
+    assert_eq!(
+        call(&server, &oz, "GET", "/v1/rules", Some(&other), false, None).0,
+        200
+    );
+    let out = Command::new(BIN)
+        .args([
+            "users",
+            "passwd",
+            "oz@other.test",
+            "--password-stdin",
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"a new long password\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        call(&server, &oz, "GET", "/v1/rules", Some(&other), false, None).0,
+        401
+    );
+    assert_eq!(
+        sign_in(&server, "oz@other.test", "a new long password").status(),
+        200
+    );
+}
+
+#[test]
+fn password_guessing_is_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    create_project(dir.path(), "shop");
+    create_user(dir.path(), "ana@shop.test", "shop", "owner");
+    let server = Server::start(dir.path(), &[]);
+    for i in 0..10 {
+        assert_eq!(
+            sign_in(&server, "ana@shop.test", &format!("guess number {i}")).status(),
+            401
+        );
+    }
+    // Even the right password now waits.
+    let r = sign_in(&server, "ana@shop.test", PASSWORD);
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= 900);
+    // Another user is not locked out by it.
+    create_user(dir.path(), "ben@shop.test", "shop", "viewer");
+    assert_eq!(sign_in(&server, "ben@shop.test", PASSWORD).status(), 200);
+}
