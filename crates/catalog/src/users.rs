@@ -132,6 +132,15 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("not anyone's password").unwrap_or_default())
 }
 
+/// A `User` from a row whose first columns are `id, email, created_at`.
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
 impl Catalog {
     /// Creates a user. The password is hashed before the database is touched.
     pub fn create_user(&self, email: &str, password: &str) -> Result<User> {
@@ -188,13 +197,7 @@ impl Catalog {
             c.query_row(
                 "SELECT id, email, created_at FROM users WHERE email = ?1",
                 [email.trim()],
-                |r| {
-                    Ok(User {
-                        id: r.get(0)?,
-                        email: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                },
+                user_row,
             )
             .optional()?
             .ok_or_else(|| CatalogError::NotFound {
@@ -207,13 +210,7 @@ impl Catalog {
     pub fn users(&self) -> Result<Vec<User>> {
         self.with(|c| {
             let mut st = c.prepare("SELECT id, email, created_at FROM users ORDER BY email")?;
-            let rows = st.query_map([], |r| {
-                Ok(User {
-                    id: r.get(0)?,
-                    email: r.get(1)?,
-                    created_at: r.get(2)?,
-                })
-            })?;
+            let rows = st.query_map([], user_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
@@ -326,16 +323,7 @@ impl Catalog {
             Ok(c.query_row(
                 "SELECT id, email, created_at, password_hash FROM users WHERE email = ?1",
                 [email.trim()],
-                |r| {
-                    Ok((
-                        User {
-                            id: r.get(0)?,
-                            email: r.get(1)?,
-                            created_at: r.get(2)?,
-                        },
-                        r.get(3)?,
-                    ))
-                },
+                |r| Ok((user_row(r)?, r.get(3)?)),
             )
             .optional()?)
         })?;
@@ -372,13 +360,7 @@ impl Catalog {
                 "SELECT u.id, u.email, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.expires_at > ?2",
                 params![hash_key(token), now],
-                |r| {
-                    Ok(User {
-                        id: r.get(0)?,
-                        email: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                },
+                user_row,
             )
             .optional()?)
         })

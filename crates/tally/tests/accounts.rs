@@ -16,26 +16,7 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "correct horse battery";
 
 fn create_user(data: &Path, email: &str, project: &str, role: &str) {
-    let out = Command::new(BIN)
-        .args([
-            "users",
-            "create",
-            email,
-            "--project",
-            project,
-            "--role",
-            role,
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("TALLY_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::create_user(data, email, project, role, PASSWORD);
 }
 
 /// A signed-in browser, as far as the server can tell: the cookie and the CSRF token.
@@ -66,32 +47,61 @@ fn session(server: &Server, email: &str) -> Session {
     }
 }
 
-/// A request with the session's cookie, for `project`, with or without the CSRF token.
-fn call(
-    server: &Server,
-    s: &Session,
-    method: &str,
-    path: &str,
-    project: Option<&Project>,
-    csrf: bool,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = client()
-        .request(method, format!("{}{path}", server.url))
-        .header("cookie", &s.cookie);
-    if let Some(p) = project {
-        req = req.header("x-tally-project", &p.id);
+/// Requests as a signed-in browser sends them: the session's cookie, the project it names
+/// and (unless `None`) a CSRF token.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    server: &'a Server,
+    cookie: &'a str,
+    project: Option<&'a Project>,
+    csrf: Option<&'a str>,
+}
+
+fn as_user<'a>(server: &'a Server, s: &'a Session, project: Option<&'a Project>) -> Call<'a> {
+    Call {
+        server,
+        cookie: &s.cookie,
+        project,
+        csrf: Some(&s.csrf),
     }
-    if csrf {
-        req = req.header("x-csrf-token", &s.csrf);
+}
+
+impl Call<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = client()
+            .request(method, format!("{}{path}", self.server.url))
+            .header("cookie", self.cookie);
+        if let Some(p) = self.project {
+            req = req.header("x-tally-project", &p.id);
+        }
+        if let Some(t) = self.csrf {
+            req = req.header("x-csrf-token", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
     }
-    if let Some(b) = body {
-        req = req.json(&b);
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None)
     }
-    let r = req.send().unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
+
+    fn send(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(method, path, Some(body))
+    }
+}
+
+/// The status and the error code of an answer.
+fn code((status, body): (u16, Value)) -> (u16, String) {
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status, code)
 }
 
 fn query() -> Value {
@@ -192,212 +202,87 @@ fn users_sign_in_and_their_roles_decide_what_they_may_do() {
         ana.body["projects"],
         json!([{"id": shop.id, "name": "shop", "role": "owner"}])
     );
-    let (s, me) = call(&server, &ana, "GET", "/v1/session", None, false, None);
+    let (s, me) = as_user(&server, &ana, None).get("/v1/session");
     assert_eq!(s, 200);
     assert_eq!(me["csrf_token"], ana.csrf.as_str());
 
     // A signed-in request names its project; changes need the CSRF token.
-    let (s, v) = call(
-        &server,
-        &ana,
-        "GET",
-        "/v1/project",
-        Some(&shop),
-        false,
-        None,
-    );
+    let ana_shop = as_user(&server, &ana, Some(&shop));
+    let (s, v) = ana_shop.get("/v1/project");
     assert_eq!((s, v["scope"].as_str()), (200, Some("admin")), "{v}");
-    let (s, v) = call(
-        &server,
-        &ana,
-        "POST",
-        "/v1/query",
-        Some(&shop),
-        true,
-        Some(query()),
-    );
-    assert_eq!(s, 200, "{v}");
-    let (s, v) = call(
-        &server,
-        &ana,
-        "POST",
-        "/v1/query",
-        Some(&shop),
-        false,
-        Some(query()),
-    );
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("csrf_failed")),
-        "{v}"
-    );
-    let forged = Session {
-        csrf: "0".repeat(64),
-        ..session(&server, "ana@shop.test")
+    assert_eq!(ana_shop.send("POST", "/v1/query", query()).0, 200);
+    let no_csrf = Call {
+        csrf: None,
+        ..ana_shop
     };
     assert_eq!(
-        call(
-            &server,
-            &forged,
-            "POST",
-            "/v1/query",
-            Some(&shop),
-            true,
-            Some(query())
-        )
-        .0,
-        403
+        code(no_csrf.send("POST", "/v1/query", query())),
+        (403, "csrf_failed".into())
     );
-    let (s, v) = call(&server, &ana, "GET", "/v1/rules", None, false, None);
+    let zeros = "0".repeat(64);
+    let forged = Call {
+        csrf: Some(&zeros),
+        ..ana_shop
+    };
     assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("missing_project")),
-        "{v}"
+        code(forged.send("POST", "/v1/query", query())),
+        (403, "csrf_failed".into())
     );
-    let (s, v) = call(&server, &ana, "GET", "/v1/rules", Some(&other), false, None);
+    let nowhere = as_user(&server, &ana, None);
     assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("not_a_member")),
-        "{v}"
+        code(nowhere.get("/v1/rules")),
+        (400, "missing_project".into())
+    );
+    let elsewhere = as_user(&server, &ana, Some(&other));
+    assert_eq!(
+        code(elsewhere.get("/v1/rules")),
+        (403, "not_a_member".into())
     );
     // Sessions never ingest: that is what write keys are for.
+    let event = json!({"event": "x", "user_id": "u"});
     assert_eq!(
-        call(
-            &server,
-            &ana,
-            "POST",
-            "/v1/events",
-            Some(&shop),
-            true,
-            Some(json!({"event": "x"}))
-        )
-        .0,
-        403
+        code(ana_shop.send("POST", "/v1/events", event)),
+        (403, "wrong_key_scope".into())
     );
 
     // A viewer reads and manages nothing.
     let vic = session(&server, "vic@shop.test");
-    assert_eq!(
-        call(
-            &server,
-            &vic,
-            "POST",
-            "/v1/query",
-            Some(&shop),
-            true,
-            Some(query())
-        )
-        .0,
-        200
-    );
+    let vic_shop = as_user(&server, &vic, Some(&shop));
+    assert_eq!(vic_shop.send("POST", "/v1/query", query()).0, 200);
     for (method, path) in [
         ("GET", "/v1/keys"),
         ("DELETE", "/v1/persons/p1"),
         ("GET", "/v1/audit"),
         ("GET", "/v1/members"),
     ] {
-        let (s, v) = call(&server, &vic, method, path, Some(&shop), true, None);
-        assert_eq!(
-            (s, v["error"]["code"].as_str()),
-            (403, Some("wrong_key_scope")),
-            "{path}: {v}"
-        );
+        let got = code(vic_shop.call(method, path, None));
+        assert_eq!(got, (403, "wrong_key_scope".into()), "{path}");
     }
 
     // Owners manage members; an admin may not; the last owner stays.
-    let (s, v) = call(
-        &server,
-        &ana,
-        "PUT",
-        "/v1/members/vic@shop.test",
-        Some(&shop),
-        true,
-        Some(json!({"role": "admin"})),
-    );
-    assert_eq!(s, 200, "{v}");
+    let role = |r: &str| json!({"role": r});
     assert_eq!(
-        call(&server, &vic, "GET", "/v1/keys", Some(&shop), false, None).0,
+        ana_shop
+            .send("PUT", "/v1/members/vic@shop.test", role("admin"))
+            .0,
         200
     );
-    let (s, v) = call(
-        &server,
-        &vic,
-        "PUT",
-        "/v1/members/vic@shop.test",
-        Some(&shop),
-        true,
-        Some(json!({"role": "owner"})),
-    );
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("owner_only")),
-        "{v}"
-    );
-    let (s, v) = call(
-        &server,
-        &ana,
-        "DELETE",
-        "/v1/members/ana@shop.test",
-        Some(&shop),
-        true,
-        None,
-    );
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("last_owner")),
-        "{v}"
-    );
-    let (s, v) = call(
-        &server,
-        &ana,
-        "PUT",
-        "/v1/members/ana@shop.test",
-        Some(&shop),
-        true,
-        Some(json!({"role": "viewer"})),
-    );
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("last_owner")),
-        "{v}"
-    );
-    let (s, v) = call(
-        &server,
-        &ana,
-        "PUT",
-        "/v1/members/ghost@shop.test",
-        Some(&shop),
-        true,
-        Some(json!({"role": "viewer"})),
-    );
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (404, Some("user_not_found")),
-        "{v}"
-    );
-    let (s, v) = call(
-        &server,
-        &ana,
-        "PUT",
-        "/v1/members/vic@shop.test",
-        Some(&shop),
-        true,
-        Some(json!({"role": "emperor"})),
-    );
+    assert_eq!(vic_shop.get("/v1/keys").0, 200);
+    let got = vic_shop.send("PUT", "/v1/members/vic@shop.test", role("owner"));
+    assert_eq!(code(got), (403, "owner_only".into()));
+    let got = ana_shop.call("DELETE", "/v1/members/ana@shop.test", None);
+    assert_eq!(code(got), (409, "last_owner".into()));
+    let got = ana_shop.send("PUT", "/v1/members/ana@shop.test", role("viewer"));
+    assert_eq!(code(got), (409, "last_owner".into()));
+    let got = ana_shop.send("PUT", "/v1/members/ghost@shop.test", role("viewer"));
+    assert_eq!(code(got), (404, "user_not_found".into()));
+    let (s, v) = ana_shop.send("PUT", "/v1/members/vic@shop.test", role("emperor"));
     assert_eq!(
         (s, v["error"]["field"].as_str()),
         (400, Some("role")),
         "{v}"
     );
-    let (s, members) = call(
-        &server,
-        &ana,
-        "GET",
-        "/v1/members",
-        Some(&shop),
-        false,
-        None,
-    );
+    let (s, members) = ana_shop.get("/v1/members");
     assert_eq!(s, 200);
     let roles: Vec<(&str, &str)> = members["members"]
         .as_array()
@@ -416,14 +301,19 @@ fn users_sign_in_and_their_roles_decide_what_they_may_do() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(
-        call(&server, &vic, "GET", "/v1/rules", Some(&shop), false, None).0,
-        403
-    );
+    assert_eq!(vic_shop.get("/v1/rules").0, 403);
 
     // Sign-out ends the session on the server, not only in the browser.
-    let (s, _) = call(&server, &ana, "DELETE", "/v1/session", None, false, None);
-    assert_eq!(s, 403, "sign-out needs the CSRF token too");
+    let got = Call {
+        csrf: None,
+        ..nowhere
+    }
+    .call("DELETE", "/v1/session", None);
+    assert_eq!(
+        code(got),
+        (403, "csrf_failed".into()),
+        "sign-out needs the CSRF token too"
+    );
     let r = client()
         .delete(format!("{}/v1/session", server.url))
         .header("cookie", &ana.cookie)
@@ -437,19 +327,15 @@ fn users_sign_in_and_their_roles_decide_what_they_may_do() {
             .unwrap()
             .contains("Max-Age=0")
     );
-    let (s, v) = call(&server, &ana, "GET", "/v1/rules", Some(&shop), false, None);
     assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("invalid_session")),
-        "{v}"
+        code(ana_shop.get("/v1/rules")),
+        (401, "invalid_session".into())
     );
 
     // A new password ends every session of the user.
     let oz = session(&server, "oz@other.test");
-    assert_eq!(
-        call(&server, &oz, "GET", "/v1/rules", Some(&other), false, None).0,
-        200
-    );
+    let oz_other = as_user(&server, &oz, Some(&other));
+    assert_eq!(oz_other.get("/v1/rules").0, 200);
     let out = Command::new(BIN)
         .args([
             "users",
@@ -472,10 +358,7 @@ fn users_sign_in_and_their_roles_decide_what_they_may_do() {
         })
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        call(&server, &oz, "GET", "/v1/rules", Some(&other), false, None).0,
-        401
-    );
+    assert_eq!(oz_other.get("/v1/rules").0, 401);
     assert_eq!(
         sign_in(&server, "oz@other.test", "a new long password").status(),
         200

@@ -238,23 +238,12 @@ fn no_key_of_another_project_or_scope_reaches_a_projects_data() {
         }
     }
     // The session of b's owner: naming b, it sees only b; naming a, it is refused.
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "users",
-            "create",
-            "owner@b.test",
-            "--project",
-            "b",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("TALLY_PASSWORD", "a long enough password")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::create_user(
+        dir.path(),
+        "owner@b.test",
+        "b",
+        "owner",
+        "a long enough password",
     );
     let r = client()
         .post(format!("{}/v1/session", server.url))

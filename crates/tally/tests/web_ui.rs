@@ -597,23 +597,12 @@ fn the_web_ui_end_to_end_in_chromium() {
 fn the_web_ui_signs_a_user_in_with_an_http_only_session() {
     let dir = tempfile::tempdir().unwrap();
     let project = create_project(dir.path(), "shop");
-    let out = Command::new(common::BIN)
-        .args([
-            "users",
-            "create",
-            "ana@shop.test",
-            "--project",
-            "shop",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("TALLY_PASSWORD", "correct horse battery")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::create_user(
+        dir.path(),
+        "ana@shop.test",
+        "shop",
+        "owner",
+        "correct horse battery",
     );
     let server = Server::start(dir.path(), &[]);
     let now = Utc::now();

@@ -39,6 +39,31 @@ pub fn create_project(data_dir: &Path, name: &str) -> Project {
     }
 }
 
+/// `tally users create EMAIL --project PROJECT --role ROLE` on `data_dir`, the password in
+/// `TALLY_PASSWORD`.
+pub fn create_user(data_dir: &Path, email: &str, project: &str, role: &str, password: &str) {
+    let out = Command::new(BIN)
+        .args([
+            "users",
+            "create",
+            email,
+            "--project",
+            project,
+            "--role",
+            role,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("TALLY_PASSWORD", password)
+        .output()
+        .expect("run tally users create");
+    assert!(
+        out.status.success(),
+        "users create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub struct Server {
     child: Option<Child>,
     pub url: String,
