@@ -32,20 +32,7 @@ impl Catalog {
         action: &str,
         detail: &Value,
     ) -> Result<i64> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO audit_log(project_id, at, actor, action, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    project.as_str(),
-                    now_rfc3339(),
-                    actor,
-                    action,
-                    detail.to_string()
-                ],
-            )?;
-            Ok(c.last_insert_rowid())
-        })
+        self.with(|c| insert(c, project, actor, action, detail))
     }
 
     /// The project's audit log, newest first, at most `limit` entries.
@@ -80,6 +67,28 @@ impl Catalog {
             Ok(out)
         })
     }
+}
+
+/// Appends an entry (inside the caller's transaction, where there is one).
+pub(crate) fn insert(
+    c: &rusqlite::Connection,
+    project: &ProjectId,
+    actor: &str,
+    action: &str,
+    detail: &Value,
+) -> Result<i64> {
+    c.execute(
+        "INSERT INTO audit_log(project_id, at, actor, action, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            project.as_str(),
+            now_rfc3339(),
+            actor,
+            action,
+            detail.to_string()
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
 }
 
 #[cfg(test)]

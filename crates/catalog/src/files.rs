@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 use tally_core::ProjectId;
 
-use crate::{Catalog, Result, now_rfc3339};
+use crate::{Catalog, CatalogError, Result, now_rfc3339};
 
 /// The settings key under which the last WAL segment fully persisted to Parquet is kept.
 pub const WAL_PERSISTED_KEY: &str = "wal.persisted_through_segment";
@@ -52,10 +52,17 @@ impl Catalog {
                 )?;
             }
             for p in removed {
-                tx.execute(
-                    "UPDATE parquet_files SET deleted_at = ?2 WHERE path = ?1",
+                // A file replaced twice (two rewrites racing) would duplicate its rows: refuse.
+                let n = tx.execute(
+                    "UPDATE parquet_files SET deleted_at = ?2 WHERE path = ?1 AND deleted_at IS NULL",
                     params![p, now],
                 )?;
+                if n != 1 {
+                    return Err(CatalogError::Conflict {
+                        what: "replaced file",
+                        name: format!("{p} (no longer live)"),
+                    });
+                }
             }
             if let Some(seg) = wal_through {
                 tx.execute(

@@ -26,7 +26,7 @@ pub use audit::AuditEntry;
 pub use dashboards::{CreatedShare, DashboardRow, ShareRow};
 pub use files::{ParquetFileEntry, WAL_PERSISTED_KEY};
 pub use keys::{ApiKey, KeyScope};
-pub use persons::{Group, MergeOutcome, Person, PersonOverrides};
+pub use persons::{ErasureRecord, Group, MergeOutcome, Person, PersonOverrides};
 pub use projects::{CreatedProject, Project, RetentionPolicy};
 pub use reports::{ClaimedRun, DeliveryRow, ReportRow, RunRow};
 pub use rules::SavedRule;

@@ -50,6 +50,14 @@ pub struct Group {
     pub updated_at: String,
 }
 
+/// What [`Catalog::finish_erasure`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErasureRecord {
+    pub person_records_removed: u64,
+    pub report_runs_redacted: u64,
+    pub audit_id: i64,
+}
+
 /// The distinct ids of a project that belong to another person: `(distinct_id, person_id)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PersonOverrides {
@@ -213,11 +221,20 @@ impl Catalog {
         })
     }
 
-    /// Deletes what the person store holds about `ids` (one person's ids, see
-    /// [`Catalog::linked_ids`]): the person's properties and its merged ids, in one transaction.
-    /// Bumps the versions that readers cache by, but the merge version only when merges were
-    /// deleted (a project without merges keeps answering unique counts from rollups).
-    pub fn forget_person(&self, project: &ProjectId, ids: &[String]) -> Result<u64> {
+    /// Finishes erasing a person whose events are gone, in one transaction (so that a crash
+    /// leaves either all of it or none, and a repeated erasure still finds every id): deletes
+    /// what the person store holds about `ids` (properties, merged ids), replaces the ids in
+    /// stored report outputs by `[erased]`, and records `actor` and the counts (`events` plus
+    /// these) in the audit log. Bumps the versions readers cache by; the merge version only
+    /// when merges were deleted (a project without merges keeps answering unique counts from
+    /// rollups).
+    pub fn finish_erasure(
+        &self,
+        project: &ProjectId,
+        ids: &[String],
+        actor: &str,
+        events: &Value,
+    ) -> Result<ErasureRecord> {
         self.with(|c| {
             let tx = c.transaction()?;
             let (mut persons, mut merges) = (0usize, 0usize);
@@ -241,8 +258,26 @@ impl Catalog {
                     params![project.as_str(), i64::from(merges > 0)],
                 )?;
             }
+            let mut record = ErasureRecord {
+                person_records_removed: (persons + merges) as u64,
+                report_runs_redacted: crate::reports::redact_run_outputs(&tx, project, ids)?,
+                audit_id: 0,
+            };
+            let mut detail = events.clone();
+            if let Value::Object(o) = &mut detail {
+                o.insert("ids".into(), Value::from(ids.len()));
+                o.insert(
+                    "person_records_removed".into(),
+                    Value::from(record.person_records_removed),
+                );
+                o.insert(
+                    "report_runs_redacted".into(),
+                    Value::from(record.report_runs_redacted),
+                );
+            }
+            record.audit_id = crate::audit::insert(&tx, project, actor, "erase_person", &detail)?;
             tx.commit()?;
-            Ok((persons + merges) as u64)
+            Ok(record)
         })
     }
 

@@ -344,43 +344,6 @@ impl Catalog {
         })
     }
 
-    /// Replaces every JSON string (value or key) equal to one of `ids` in the stored outputs of
-    /// the project's report runs by `"[erased]"`, so that an erased person's id does not live
-    /// on in a past run (a report broken down by user, say). Returns how many runs changed.
-    pub fn redact_run_outputs(&self, project: &ProjectId, ids: &[String]) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let mut changed = 0u64;
-            for id in ids {
-                // The JSON text of the id, as it would appear in the output.
-                let needle = serde_json::Value::String(id.clone()).to_string();
-                let rows: Vec<(String, String)> = {
-                    let mut st = tx.prepare(
-                        "SELECT r.id, r.output FROM report_runs r JOIN reports p ON p.id = r.report_id
-                         WHERE p.project_id = ?1 AND r.output IS NOT NULL AND instr(r.output, ?2) > 0",
-                    )?;
-                    st.query_map(params![project.as_str(), needle], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect::<rusqlite::Result<_>>()?
-                };
-                for (run, output) in rows {
-                    let mut value: serde_json::Value = serde_json::from_str(&output)?;
-                    if redact(&mut value, id) {
-                        tx.execute(
-                            "UPDATE report_runs SET output = ?2 WHERE id = ?1",
-                            params![run, value.to_string()],
-                        )?;
-                        changed += 1;
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(changed)
-        })
-    }
-
     /// Marks a run failed before it could render (its deliveries are dropped).
     pub fn fail_run(&self, run_id: &str, error: &str, now: i64) -> Result<()> {
         self.with(|c| {
@@ -504,6 +467,42 @@ fn settle(c: &rusqlite::Connection, run_id: &str, now: i64) -> Result<()> {
         params![run_id, now],
     )?;
     Ok(())
+}
+
+/// Replaces every JSON string (value or key) equal to one of `ids` in the stored outputs of the
+/// project's report runs by `"[erased]"`, so that an erased person's id does not live on in a
+/// past run (a report broken down by user, say). Returns how many runs changed.
+pub(crate) fn redact_run_outputs(
+    tx: &rusqlite::Transaction<'_>,
+    project: &ProjectId,
+    ids: &[String],
+) -> Result<u64> {
+    let mut changed = 0u64;
+    for id in ids {
+        // The JSON text of the id, as it would appear in the output.
+        let needle = serde_json::Value::String(id.clone()).to_string();
+        let rows: Vec<(String, String)> = {
+            let mut st = tx.prepare(
+                "SELECT r.id, r.output FROM report_runs r JOIN reports p ON p.id = r.report_id
+                 WHERE p.project_id = ?1 AND r.output IS NOT NULL AND instr(r.output, ?2) > 0",
+            )?;
+            st.query_map(params![project.as_str(), needle], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        for (run, output) in rows {
+            let mut value: serde_json::Value = serde_json::from_str(&output)?;
+            if redact(&mut value, id) {
+                tx.execute(
+                    "UPDATE report_runs SET output = ?2 WHERE id = ?1",
+                    params![run, value.to_string()],
+                )?;
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
 }
 
 /// Replaces strings and keys equal to `id` inside `value`; true when something changed.

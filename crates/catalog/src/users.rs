@@ -141,6 +141,28 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
+/// Fails when `user` is the only owner of `project` (checked in the caller's transaction, so
+/// that two owners demoting each other at once cannot both succeed).
+fn refuse_last_owner(
+    tx: &rusqlite::Transaction<'_>,
+    user: &User,
+    project: &ProjectId,
+) -> Result<()> {
+    let owners: Vec<String> = {
+        let mut st =
+            tx.prepare("SELECT user_id FROM memberships WHERE project_id = ?1 AND role = 'owner'")?;
+        st.query_map([project.as_str()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    if owners.len() == 1 && owners[0] == user.id {
+        return Err(CatalogError::Conflict {
+            what: "the project's last owner",
+            name: user.email.clone(),
+        });
+    }
+    Ok(())
+}
+
 impl Catalog {
     /// Creates a user. The password is hashed before the database is touched.
     pub fn create_user(&self, email: &str, password: &str) -> Result<User> {
@@ -220,27 +242,38 @@ impl Catalog {
         self.with(|c| Ok(c.execute("DELETE FROM users WHERE email = ?1", [email.trim()])? == 1))
     }
 
-    /// Gives the user `role` in `project` (replacing the role it had).
+    /// Gives the user `role` in `project` (replacing the role it had). Refuses (`Conflict`) to
+    /// demote the project's last owner.
     pub fn set_role(&self, email: &str, project: &ProjectId, role: Role) -> Result<()> {
         let user = self.user(email)?;
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            if role != Role::Owner {
+                refuse_last_owner(&tx, &user, project)?;
+            }
+            tx.execute(
                 "INSERT INTO memberships(user_id, project_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(user_id, project_id) DO UPDATE SET role = excluded.role",
                 params![user.id, project.as_str(), role.as_str(), now_rfc3339()],
             )?;
+            tx.commit()?;
             Ok(())
         })
     }
 
-    /// Removes the user's role in `project`; false when it had none.
+    /// Removes the user's role in `project`; false when it had none. Refuses (`Conflict`) to
+    /// remove the project's last owner.
     pub fn remove_role(&self, email: &str, project: &ProjectId) -> Result<bool> {
         let user = self.user(email)?;
         self.with(|c| {
-            Ok(c.execute(
+            let tx = c.transaction()?;
+            refuse_last_owner(&tx, &user, project)?;
+            let n = tx.execute(
                 "DELETE FROM memberships WHERE user_id = ?1 AND project_id = ?2",
                 params![user.id, project.as_str()],
-            )? == 1)
+            )?;
+            tx.commit()?;
+            Ok(n == 1)
         })
     }
 
@@ -441,8 +474,20 @@ mod tests {
         assert!(c.delete_session(&token).unwrap());
         assert_eq!(c.session_user(&token).unwrap(), None);
 
+        // The last owner stays until there is another.
+        assert!(matches!(
+            c.remove_role("ana@shop.test", &p),
+            Err(CatalogError::Conflict { .. })
+        ));
+        assert!(matches!(
+            c.set_role("ana@shop.test", &p, Role::Admin),
+            Err(CatalogError::Conflict { .. })
+        ));
+        c.create_user("bo@shop.test", "another password").unwrap();
+        c.set_role("bo@shop.test", &p, Role::Owner).unwrap();
         assert!(c.remove_role("ana@shop.test", &p).unwrap());
+        assert!(!c.remove_role("ana@shop.test", &p).unwrap());
         assert!(c.delete_user("ana@shop.test").unwrap());
-        assert!(c.users().unwrap().is_empty());
+        assert_eq!(c.users().unwrap().len(), 1);
     }
 }

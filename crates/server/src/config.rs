@@ -73,14 +73,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TALLY_INSECURE_COOKIES")]
     pub insecure_cookies: bool,
 
-    /// At start, create this user (with `--owner-password`) if it does not exist and make it
-    /// owner of every project without an owner: the first owner of a new installation.
+    /// At start, create this user (its password in the environment variable
+    /// `TALLY_OWNER_PASSWORD`, never an argument, which `ps` would show) if it does not exist
+    /// and make it owner of every project without an owner: the first owner of a new
+    /// installation.
     #[arg(long, env = "TALLY_OWNER_EMAIL")]
     pub owner_email: Option<String>,
-
-    /// The password of `--owner-email` when it is created (at least 10 characters).
-    #[arg(long, env = "TALLY_OWNER_PASSWORD", hide_env_values = true)]
-    pub owner_password: Option<String>,
 
     /// Requests per second each read or admin key may make (bursts of twice as many); beyond
     /// it the API answers 429 with `Retry-After`. 0: no limit.

@@ -58,7 +58,7 @@ pub(crate) async fn create_key(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let s = &state.inner;
-    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Admin)?;
+    let project = crate::session::key_manager(&state, &headers)?;
     let request: NewKey = read_json(body, 4 << 10).await?;
     let scope = KeyScope::parse(&request.scope).ok_or_else(|| {
         ApiError::new(
@@ -98,7 +98,7 @@ pub(crate) async fn rotate_key(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let s = &state.inner;
-    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Admin)?;
+    let project = crate::session::key_manager(&state, &headers)?;
     let (key, secret) = s
         .catalog
         .rotate_key(&project, &id)
@@ -113,7 +113,7 @@ pub(crate) async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let s = &state.inner;
-    let project = authorize(&s.keys, &s.catalog, &headers, KeyScope::Admin)?;
+    let project = crate::session::key_manager(&state, &headers)?;
     if !s.catalog.revoke_key(&project, &id).map_err(catalog_error)? {
         return Err(no_key(&id));
     }

@@ -71,8 +71,7 @@ pub fn open_catalog(config: &ServeConfig) -> Result<Arc<Catalog>, ServerError> {
     )?))
 }
 
-/// `--owner-email` and `--owner-password` (`TALLY_OWNER_EMAIL`, `TALLY_OWNER_PASSWORD`): the
-/// user is created if it does not exist (its password is not changed if it does) and made owner
+/// `--owner-email` (`TALLY_OWNER_EMAIL`) and `TALLY_OWNER_PASSWORD`: the user is created if it does not exist (its password is not changed if it does) and made owner
 /// of every project that has no owner yet.
 fn bootstrap_owner(catalog: &Catalog, config: &ServeConfig) -> Result<(), ServerError> {
     let Some(email) = config
@@ -85,13 +84,13 @@ fn bootstrap_owner(catalog: &Catalog, config: &ServeConfig) -> Result<(), Server
     let user = match catalog.user(email) {
         Ok(u) => u,
         Err(tally_catalog::CatalogError::NotFound { .. }) => {
-            let password = config.owner_password.as_deref().ok_or_else(|| {
+            let password = std::env::var("TALLY_OWNER_PASSWORD").map_err(|_| {
                 ServerError::Config(format!(
-                    "--owner-email {email} has no user yet: give its password with --owner-password (TALLY_OWNER_PASSWORD)"
+                    "--owner-email {email} has no user yet: give its password in TALLY_OWNER_PASSWORD"
                 ))
             })?;
             let u = catalog
-                .create_user(email, password)
+                .create_user(email, &password)
                 .map_err(|e| ServerError::Config(format!("--owner-email: {e}")))?;
             tracing::info!(email = %u.email, "created the owner");
             u

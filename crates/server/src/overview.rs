@@ -131,13 +131,19 @@ pub(crate) async fn stream(
     // The first answer is computed now, so a bad request fails as a plain error.
     let first = overview(&state, key.clone()).await?;
     let events = futures::stream::unfold(
-        (state, key, Some(first), String::new()),
-        |(state, key, mut next, mut last)| async move {
+        (state, key, Some(first), String::new(), headers),
+        |(state, key, mut next, mut last, headers)| async move {
             loop {
                 let o = match next.take() {
                     Some(o) => Ok(o),
                     None => {
                         tokio::time::sleep(PUSH_EVERY).await;
+                        // Every push is authorized again: a revoked key, an ended session or
+                        // a removed role ends the stream.
+                        let s = &state.inner;
+                        authorize(&s.keys, &s.catalog, &headers, KeyScope::Read)
+                            .ok()
+                            .filter(|p| *p == key.0)?;
                         overview(&state, key.clone()).await
                     }
                 };
@@ -159,7 +165,7 @@ pub(crate) async fn stream(
                         .json_data(e.body())
                         .unwrap_or_else(|_| Event::default().comment("error")),
                 };
-                return Some((Ok(event), (state, key, None, last)));
+                return Some((Ok(event), (state, key, None, last, headers)));
             }
         },
     );

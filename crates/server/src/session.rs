@@ -154,18 +154,38 @@ pub(crate) fn session_grant(
     Ok((project, role))
 }
 
-/// Failed sign-ins per email, to slow down password guessing.
-#[derive(Debug, Default)]
-pub(crate) struct SignInThrottle(Mutex<HashMap<String, (u32, Instant)>>);
+/// Sign-in attempts per email, to slow down password guessing, and a bound on the password
+/// checks running at once (each takes 19 MiB and a core for tens of milliseconds).
+#[derive(Debug)]
+pub(crate) struct SignInThrottle {
+    attempts: Mutex<HashMap<String, (u32, Instant)>>,
+    hashing: tokio::sync::Semaphore,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            attempts: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(cores),
+        }
+    }
+}
 
 impl SignInThrottle {
-    fn check(&self, email: &str) -> Result<(), ApiError> {
-        let map = self.0.lock();
-        if let Some((n, since)) = map.get(email)
-            && *n >= MAX_FAILED_SIGN_INS
-            && since.elapsed() < THROTTLE_WINDOW
-        {
-            let wait = (THROTTLE_WINDOW - since.elapsed()).as_secs().max(1);
+    /// Counts an attempt for `email` before its password is checked (so that concurrent
+    /// guesses count too), or refuses it when the window's attempts are used up.
+    fn attempt(&self, email: &str) -> Result<(), ApiError> {
+        let mut map = self.attempts.lock();
+        if map.len() >= 10_000 {
+            map.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
+        }
+        let entry = map.entry(email.to_owned()).or_insert((0, Instant::now()));
+        let elapsed = entry.1.elapsed();
+        if elapsed >= THROTTLE_WINDOW {
+            *entry = (0, Instant::now());
+        } else if entry.0 >= MAX_FAILED_SIGN_INS {
+            let wait = THROTTLE_WINDOW.saturating_sub(elapsed).as_secs().max(1);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
@@ -175,23 +195,12 @@ impl SignInThrottle {
             e.retry_after_secs = Some(wait);
             return Err(e);
         }
+        entry.0 += 1;
         Ok(())
     }
 
-    fn failed(&self, email: &str) {
-        let mut map = self.0.lock();
-        if map.len() >= 10_000 {
-            map.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
-        }
-        let entry = map.entry(email.to_owned()).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= THROTTLE_WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
-
     fn succeeded(&self, email: &str) {
-        self.0.lock().remove(email);
+        self.attempts.lock().remove(email);
     }
 }
 
@@ -250,15 +259,23 @@ pub(crate) async fn sign_in(
     }
     let request: SignIn = read_json(body, 8 << 10).await?;
     let email = request.email.trim().to_lowercase();
-    state.inner.sign_ins.check(&email)?;
-    let catalog = std::sync::Arc::clone(&state.inner.catalog);
-    let (e, p) = (email.clone(), request.password);
-    let user = tokio::task::spawn_blocking(move || catalog.verify_login(&e, &p))
-        .await
-        .map_err(|e| ApiError::internal("checking the password failed", e))?
-        .map_err(catalog_error)?;
+    state.inner.sign_ins.attempt(&email)?;
+    let user = {
+        let _one_of_few = state
+            .inner
+            .sign_ins
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal("checking the password failed", e))?;
+        let catalog = std::sync::Arc::clone(&state.inner.catalog);
+        let (e, p) = (email.clone(), request.password);
+        tokio::task::spawn_blocking(move || catalog.verify_login(&e, &p))
+            .await
+            .map_err(|e| ApiError::internal("checking the password failed", e))?
+            .map_err(catalog_error)?
+    };
     let Some(user) = user else {
-        state.inner.sign_ins.failed(&email);
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
@@ -312,22 +329,34 @@ pub(crate) async fn sign_out(
     Ok(r)
 }
 
-/// The project of a request that may manage members: an admin key, or a session whose user
-/// owns the project.
-fn member_manager(state: &AppState, headers: &HeaderMap) -> Result<ProjectId, ApiError> {
+/// The project of a signed-in owner's request; anything else gets 403 `owner_only`.
+fn owner(state: &AppState, headers: &HeaderMap, what: &str) -> Result<ProjectId, ApiError> {
+    let s = &state.inner;
+    let refused = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "owner_only",
+            format!("only a signed-in owner of the project {what}"),
+        )
+    };
+    if bearer(headers).is_some() {
+        return Err(refused());
+    }
+    let (project, role) = session_grant(&s.catalog, headers)?;
+    if role != Role::Owner {
+        return Err(refused());
+    }
+    Ok(project)
+}
+
+/// The project of a request that may create, rotate or revoke keys: the admin key, or a
+/// signed-in owner (an admin's session may not mint keys that would outlive its role).
+pub(crate) fn key_manager(state: &AppState, headers: &HeaderMap) -> Result<ProjectId, ApiError> {
     let s = &state.inner;
     if bearer(headers).is_some() {
         return authorize(&s.keys, &s.catalog, headers, KeyScope::Admin);
     }
-    let (project, role) = session_grant(&s.catalog, headers)?;
-    if role != Role::Owner {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "owner_only",
-            "only an owner of the project (or its admin key) manages members",
-        ));
-    }
-    Ok(project)
+    owner(state, headers, "or its admin key manages keys")
 }
 
 /// `GET /v1/members` (admin): the project's members and their roles.
@@ -356,27 +385,13 @@ fn no_user(email: &str) -> ApiError {
     .field("email")
 }
 
-/// Refuses a change that would leave the project without an owner.
-fn keep_an_owner(state: &AppState, project: &ProjectId, email: &str) -> Result<(), ApiError> {
-    let members = state
-        .inner
-        .catalog
-        .members(project)
-        .map_err(catalog_error)?;
-    let owners: Vec<&str> = members
-        .iter()
-        .filter(|m| m.role == Role::Owner)
-        .map(|m| m.email.as_str())
-        .collect();
-    if owners.len() == 1 && owners[0].eq_ignore_ascii_case(email.trim()) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "last_owner",
-            "the project's last owner cannot be removed or demoted; make someone else owner first",
-        )
-        .field("email"));
-    }
-    Ok(())
+fn last_owner() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "last_owner",
+        "the project's last owner cannot be removed or demoted; make someone else owner first",
+    )
+    .field("email")
 }
 
 /// `PUT /v1/members/{email}` (owner): gives an existing user a role in the project.
@@ -386,7 +401,7 @@ pub(crate) async fn set_member(
     Path(email): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let project = member_manager(&state, &headers)?;
+    let project = owner(&state, &headers, "manages members")?;
     let request: SetRole = read_json(body, 4 << 10).await?;
     let role = Role::parse(&request.role).ok_or_else(|| {
         ApiError::new(
@@ -399,12 +414,10 @@ pub(crate) async fn set_member(
         )
         .field("role")
     })?;
-    if role != Role::Owner {
-        keep_an_owner(&state, &project, &email)?;
-    }
     match state.inner.catalog.set_role(&email, &project, role) {
         Ok(()) => {}
         Err(CatalogError::NotFound { .. }) => return Err(no_user(&email)),
+        Err(CatalogError::Conflict { .. }) => return Err(last_owner()),
         Err(e) => return Err(catalog_error(e)),
     }
     Ok(Json(json!({"email": email.trim(), "role": role})))
@@ -416,8 +429,7 @@ pub(crate) async fn remove_member(
     headers: HeaderMap,
     Path(email): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let project = member_manager(&state, &headers)?;
-    keep_an_owner(&state, &project, &email)?;
+    let project = owner(&state, &headers, "manages members")?;
     match state.inner.catalog.remove_role(&email, &project) {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::new(
@@ -427,6 +439,7 @@ pub(crate) async fn remove_member(
         )
         .field("email")),
         Err(CatalogError::NotFound { .. }) => Err(no_user(&email)),
+        Err(CatalogError::Conflict { .. }) => Err(last_owner()),
         Err(e) => Err(catalog_error(e)),
     }
 }

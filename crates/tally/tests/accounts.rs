@@ -140,14 +140,10 @@ fn users_sign_in_and_their_roles_decide_what_they_may_do() {
     assert!(!ok && err.contains("viewer, admin or owner"), "{err}");
 
     // The first owner from the environment: owner of the project without one.
-    let server = Server::start(
+    let server = Server::start_with_env(
         data,
-        &[
-            "--owner-email",
-            "boss@fresh.test",
-            "--owner-password",
-            PASSWORD,
-        ],
+        &["--owner-email", "boss@fresh.test"],
+        &[("TALLY_OWNER_PASSWORD", PASSWORD)],
     );
     let (ok, out, _) = tally(&["users", "list"], data);
     assert!(ok);
@@ -294,13 +290,20 @@ fn users_sign_in_and_their_roles_decide_what_they_may_do() {
         roles,
         [("ana@shop.test", "owner"), ("vic@shop.test", "admin")]
     );
-    // The project's admin key manages members too.
+    // Neither the admin key nor an admin's session manages members, nor may an admin's
+    // session mint keys (which would outlive its role); an owner's may.
     let r = client()
         .delete(format!("{}/v1/members/vic@shop.test", server.url))
         .bearer_auth(&shop.admin_key)
         .send()
         .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(r.status(), 403);
+    let got = vic_shop.send("POST", "/v1/keys", json!({"scope": "admin"}));
+    assert_eq!(code(got), (403, "owner_only".into()));
+    let (s, key) = ana_shop.send("POST", "/v1/keys", json!({"scope": "read"}));
+    assert_eq!(s, 201, "{key}");
+    let got = ana_shop.call("DELETE", "/v1/members/vic@shop.test", None);
+    assert_eq!(got.0, 204);
     assert_eq!(vic_shop.get("/v1/rules").0, 403);
 
     // Sign-out ends the session on the server, not only in the browser.

@@ -181,27 +181,41 @@ impl EmbeddedStore {
         id: &str,
         actor: &str,
     ) -> Result<PersonErasure> {
+        // Its own task: a caller that gives up (a request cut by a timeout) does not cut the
+        // erasure between its steps, with the flush lock released and rollups suspended.
+        let (this, p, id, actor) = (
+            self.clone(),
+            project.clone(),
+            id.to_owned(),
+            actor.to_owned(),
+        );
+        tokio::spawn(async move { this.erase_person_now(&p, &id, &actor).await })
+            .await
+            .map_err(|e| StoreError::Internal(format!("erasure task failed: {e}")))?
+    }
+
+    async fn erase_person_now(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        actor: &str,
+    ) -> Result<PersonErasure> {
         let catalog = Arc::clone(self.catalog());
         let ids = catalog.linked_ids(project, id)?;
         let events = self.erase_events(project, &ids).await?;
-        // The person store last: until it is gone, a repeated erasure finds every id again.
-        let person_records_removed = catalog.forget_person(project, &ids)?;
-        let report_runs_redacted = catalog.redact_run_outputs(project, &ids)?;
-        let mut out = PersonErasure {
+        // Then the person store, the report outputs and the audit entry, in one transaction:
+        // until it commits, a repeated erasure finds every id again.
+        let counts = serde_json::to_value(&events)
+            .map_err(|e| StoreError::Internal(format!("audit detail: {e}")))?;
+        let record = catalog.finish_erasure(project, &ids, actor, &counts)?;
+        catalog.checkpoint()?;
+        Ok(PersonErasure {
             ids: ids.len(),
             events,
-            person_records_removed,
-            report_runs_redacted,
-            audit_id: 0,
-        };
-        let mut detail = serde_json::to_value(&out)
-            .map_err(|e| StoreError::Internal(format!("audit detail: {e}")))?;
-        if let Some(o) = detail.as_object_mut() {
-            o.remove("audit_id");
-        }
-        out.audit_id = catalog.record_audit(project, actor, "erase_person", &detail)?;
-        catalog.checkpoint()?;
-        Ok(out)
+            person_records_removed: record.person_records_removed,
+            report_runs_redacted: record.report_runs_redacted,
+            audit_id: record.audit_id,
+        })
     }
 }
 

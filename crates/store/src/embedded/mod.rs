@@ -472,12 +472,15 @@ impl EmbeddedStore {
     pub async fn register_rollup(&self, id: &str, def: RollupDef) -> Result<()> {
         def.supported().map_err(StoreError::InvalidQuery)?;
         self.inner.writer()?;
-        if self.inner.suspended.lock().contains_key(&def.project) {
-            // Registered when the rewrite that suspended the project's rollups ends.
-            return Ok(());
-        }
         let key = (def.project.clone(), id.to_owned());
         {
+            // Checked and inserted under the suspension lock, which `suspend_rollups` holds
+            // while it takes a project's rollups out.
+            let suspended = self.inner.suspended.lock();
+            if suspended.contains_key(&def.project) {
+                // Registered when the rewrite that suspended the project's rollups ends.
+                return Ok(());
+            }
             let mut rollups = self.inner.rollups.lock();
             if rollups
                 .get(&key)
@@ -566,6 +569,16 @@ impl EmbeddedStore {
         let inner = &self.inner;
         // No flush while building: the Parquet files and the watermark stay put.
         let _no_flush = inner.flush_lock.lock().await;
+        if inner.suspended.lock().contains_key(&def.project) {
+            // A rewrite began while this build waited for the lock: the files are changing,
+            // and the rewrite registers the rollup again when it ends.
+            let key = (def.project.clone(), id.to_owned());
+            let mut rollups = inner.rollups.lock();
+            if rollups.get(&key).is_some_and(|r| r.def == *def) {
+                rollups.remove(&key);
+            }
+            return Ok(());
+        }
         let watermark = inner.catalog.wal_persisted_through()?.unwrap_or(0);
         let path = rollup::snapshot_path(&inner.config.data_dir, def.project.as_str(), id);
         let snapshot = rollup::read_snapshot(&path)

@@ -57,6 +57,19 @@ impl EmbeddedStore {
         if rules.is_empty() {
             return Ok(RetentionReport::default());
         }
+        // Its own task: a caller that gives up does not leave the rollups suspended.
+        let (this, p, r) = (self.clone(), project.clone(), rules.to_vec());
+        tokio::spawn(async move { this.apply_retention_now(&p, &r, dry_run).await })
+            .await
+            .map_err(|e| StoreError::Internal(format!("retention task failed: {e}")))?
+    }
+
+    async fn apply_retention_now(
+        &self,
+        project: &ProjectId,
+        rules: &[RetentionRule],
+        dry_run: bool,
+    ) -> Result<RetentionReport> {
         let inner = Arc::clone(&self.inner);
         let (p, r) = (project.clone(), rules.to_vec());
         let suspended: Arc<parking_lot::Mutex<Option<SuspendedRollups>>> = Default::default();
@@ -77,8 +90,9 @@ impl EmbeddedStore {
     /// and survive a crash) and their snapshots leave the disk. Queries use the raw events
     /// until [`EmbeddedStore::restore_rollups`] has rebuilt them.
     pub(super) fn suspend_rollups(inner: &Inner, project: &ProjectId) -> Result<SuspendedRollups> {
-        *inner.suspended.lock().entry(project.clone()).or_default() += 1;
         let defs: SuspendedRollups = {
+            let mut suspended = inner.suspended.lock();
+            *suspended.entry(project.clone()).or_default() += 1;
             let mut rollups = inner.rollups.lock();
             let ids: Vec<(ProjectId, String)> = rollups
                 .keys()
