@@ -41,6 +41,9 @@ pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 pub(crate) const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Failed sign-ins per email within [`THROTTLE_WINDOW`] before further attempts get 429.
 const MAX_FAILED_SIGN_INS: u32 = 10;
+/// Sign-ins per client address within [`THROTTLE_WINDOW`] (whatever the emails): guessing
+/// across many accounts from one place.
+const MAX_SIGN_INS_PER_ADDRESS: u32 = 100;
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The session token of the request's `Cookie` header.
@@ -175,23 +178,25 @@ impl Default for SignInThrottle {
 impl SignInThrottle {
     /// Counts an attempt for `email` before its password is checked (so that concurrent
     /// guesses count too), or refuses it when the window's attempts are used up.
-    fn attempt(&self, email: &str) -> Result<(), ApiError> {
+    fn attempt(&self, key: &str, max: u32, what: &str) -> Result<(), ApiError> {
         let mut map = self.attempts.lock();
         if map.len() >= 10_000 {
             map.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
         }
-        let entry = map.entry(email.to_owned()).or_insert((0, Instant::now()));
+        let entry = map.entry(key.to_owned()).or_insert((0, Instant::now()));
         let elapsed = entry.1.elapsed();
         if elapsed >= THROTTLE_WINDOW {
             *entry = (0, Instant::now());
-        } else if entry.0 >= MAX_FAILED_SIGN_INS {
+        } else if entry.0 >= max {
             let wait = THROTTLE_WINDOW.saturating_sub(elapsed).as_secs().max(1);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
-                format!("too many failed sign-ins for this email; retry after {wait} s"),
-            )
-            .field("email");
+                format!("too many sign-ins for {what}; retry after {wait} s"),
+            );
+            if what == "this email" {
+                e = e.field("email");
+            }
             e.retry_after_secs = Some(wait);
             return Err(e);
         }
@@ -241,9 +246,14 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
 /// `POST /v1/session`: signs in; sets the session cookie.
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Result<Response, ApiError> {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -259,7 +269,11 @@ pub(crate) async fn sign_in(
     }
     let request: SignIn = read_json(body, 8 << 10).await?;
     let email = request.email.trim().to_lowercase();
-    state.inner.sign_ins.attempt(&email)?;
+    if let Some(ip) = crate::tracker::client_ip(&state, &headers, peer) {
+        let key = format!("address {ip}");
+        (state.inner.sign_ins).attempt(&key, MAX_SIGN_INS_PER_ADDRESS, "this address")?;
+    }
+    (state.inner.sign_ins).attempt(&email, MAX_FAILED_SIGN_INS, "this email")?;
     let user = {
         let _one_of_few = state
             .inner

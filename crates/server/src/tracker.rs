@@ -88,7 +88,11 @@ impl VisitorSalt {
     }
 }
 
-fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+pub(crate) fn client_ip(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<String> {
     // The last entry is the one the trusted proxy appended (what it saw connecting to it);
     // earlier entries are whatever the client sent.
     if state.inner.trust_proxy
