@@ -237,9 +237,30 @@ impl Catalog {
         })
     }
 
-    /// Deletes a user with its roles and sessions; false when there was none.
+    /// Deletes a user with its roles and sessions; false when there was none. Refuses
+    /// (`Conflict`) while the user is the last owner of a project.
     pub fn delete_user(&self, email: &str) -> Result<bool> {
-        self.with(|c| Ok(c.execute("DELETE FROM users WHERE email = ?1", [email.trim()])? == 1))
+        let user = match self.user(email) {
+            Ok(u) => u,
+            Err(CatalogError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let owned: Vec<String> = {
+                let mut st = tx.prepare(
+                    "SELECT project_id FROM memberships WHERE user_id = ?1 AND role = 'owner'",
+                )?;
+                st.query_map([&user.id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            for p in owned.iter().filter_map(|p| ProjectId::parse(p)) {
+                refuse_last_owner(&tx, &user, &p)?;
+            }
+            let n = tx.execute("DELETE FROM users WHERE id = ?1", [&user.id])?;
+            tx.commit()?;
+            Ok(n == 1)
+        })
     }
 
     /// Gives the user `role` in `project` (replacing the role it had). Refuses (`Conflict`) to
@@ -487,6 +508,10 @@ mod tests {
         c.set_role("bo@shop.test", &p, Role::Owner).unwrap();
         assert!(c.remove_role("ana@shop.test", &p).unwrap());
         assert!(!c.remove_role("ana@shop.test", &p).unwrap());
+        assert!(matches!(
+            c.delete_user("bo@shop.test"),
+            Err(CatalogError::Conflict { .. })
+        ));
         assert!(c.delete_user("ana@shop.test").unwrap());
         assert_eq!(c.users().unwrap().len(), 1);
     }

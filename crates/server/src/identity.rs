@@ -228,13 +228,20 @@ pub(crate) async fn erase_person(
         .catalog
         .linked_ids(&project, &id)
         .map_err(|e| ApiError::internal("reading the person failed", e))?;
-    let erasure = s
-        .store
-        .erase_person(&project, &id, &crate::auth::actor(&s.catalog, &headers))
-        .await?;
-    s.processor.forget_person(&project, &ids);
-    s.seen_merges.forget(&project, &ids);
-    s.overviews.forget(&project);
+    let actor = crate::auth::actor(&s.catalog, &headers);
+    // The whole erasure, the server's own memory included, runs to its end even if the
+    // client gives up waiting.
+    let st = state.clone();
+    let erasure = tokio::spawn(async move {
+        let s = &st.inner;
+        let erasure = s.store.erase_person(&project, &id, &actor).await?;
+        s.processor.forget_person(&project, &ids);
+        s.seen_merges.forget(&project, &ids);
+        s.overviews.forget(&project);
+        Ok::<_, tally_store::StoreError>(erasure)
+    })
+    .await
+    .map_err(|e| ApiError::internal("the erasure failed", e))??;
     let body = serde_json::to_value(&erasure)
         .map_err(|e| ApiError::internal("encoding the answer failed", e))?;
     Ok(Json(body))

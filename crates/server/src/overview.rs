@@ -138,12 +138,16 @@ pub(crate) async fn stream(
                     Some(o) => Ok(o),
                     None => {
                         tokio::time::sleep(PUSH_EVERY).await;
-                        // Every push is authorized again: a revoked key, an ended session or
-                        // a removed role ends the stream.
+                        // Every push is checked again (without spending the key's request
+                        // budget): a revoked key, an ended session or a removed role ends the
+                        // stream; a passing failure (the catalog busy) does not.
                         let s = &state.inner;
-                        authorize(&s.keys, &s.catalog, &headers, KeyScope::Read)
-                            .ok()
-                            .filter(|p| *p == key.0)?;
+                        match crate::auth::identify(&s.keys, &s.catalog, &headers) {
+                            Ok((p, scope)) if p == key.0 && scope != KeyScope::Write => {}
+                            Ok(_) => return None,
+                            Err(e) if matches!(e.status.as_u16(), 401 | 403) => return None,
+                            Err(_) => {}
+                        }
                         overview(&state, key.clone()).await
                     }
                 };

@@ -204,8 +204,26 @@ impl SignInThrottle {
         Ok(())
     }
 
-    fn succeeded(&self, email: &str) {
-        self.attempts.lock().remove(email);
+    /// A sign-in succeeded: the email's attempts are forgotten and the address gets its one
+    /// back (so that a shared address, an office or a proxy, is not used up by good sign-ins).
+    fn succeeded(&self, email: &str, address: Option<&str>) {
+        let mut map = self.attempts.lock();
+        map.remove(email);
+        if let Some(entry) = address.and_then(|a| map.get_mut(a)) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
+    }
+}
+
+/// The throttle's key of a client address: an IPv4 address, or the /64 of an IPv6 one (which
+/// one holder has whole).
+fn address_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("address {:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => format!("address {ip}"),
     }
 }
 
@@ -269,9 +287,9 @@ pub(crate) async fn sign_in(
     }
     let request: SignIn = read_json(body, 8 << 10).await?;
     let email = request.email.trim().to_lowercase();
-    if let Some(ip) = crate::tracker::client_ip(&state, &headers, peer) {
-        let key = format!("address {ip}");
-        (state.inner.sign_ins).attempt(&key, MAX_SIGN_INS_PER_ADDRESS, "this address")?;
+    let address = crate::tracker::client_ip(&state, &headers, peer).map(|ip| address_key(&ip));
+    if let Some(key) = &address {
+        (state.inner.sign_ins).attempt(key, MAX_SIGN_INS_PER_ADDRESS, "this address")?;
     }
     (state.inner.sign_ins).attempt(&email, MAX_FAILED_SIGN_INS, "this email")?;
     let user = {
@@ -297,7 +315,7 @@ pub(crate) async fn sign_in(
         )
         .field("password"));
     };
-    state.inner.sign_ins.succeeded(&email);
+    state.inner.sign_ins.succeeded(&email, address.as_deref());
     let token = state
         .inner
         .catalog
@@ -474,5 +492,14 @@ mod tests {
         assert_eq!(session_token(&h), None);
         assert_ne!(csrf_token("ts_abc"), csrf_token("ts_abd"));
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"abc", b"ab"));
+        assert_eq!(
+            address_key("2001:db8:1:2:aa::1"),
+            address_key("2001:db8:1:2:bb::9")
+        );
+        assert_ne!(
+            address_key("2001:db8:1:3::1"),
+            address_key("2001:db8:1:2::1")
+        );
+        assert_eq!(address_key("203.0.113.7"), "address 203.0.113.7");
     }
 }

@@ -418,11 +418,18 @@ impl EmbeddedStore {
 
     /// Writes the buffer to Parquet now.
     pub async fn flush_now(&self) -> Result<FlushReport> {
-        let _one_at_a_time = self.inner.flush_lock.lock().await;
+        // Its own task, holding the lock until the flush ends: a caller that is cancelled
+        // (a task aborted at shutdown) cannot release the lock while the flush still runs.
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.flush_blocking())
-            .await
-            .map_err(|e| StoreError::Internal(format!("flush task failed: {e}")))?
+        tokio::spawn(async move {
+            let _one_at_a_time = inner.flush_lock.lock().await;
+            let i = Arc::clone(&inner);
+            tokio::task::spawn_blocking(move || i.flush_blocking())
+                .await
+                .map_err(|e| StoreError::Internal(format!("flush task failed: {e}")))?
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("flush task failed: {e}")))?
     }
 
     /// Flushes when the buffer is large or old enough, expires de-duplication ids and removes

@@ -76,8 +76,9 @@ impl EmbeddedStore {
         let s2 = Arc::clone(&suspended);
         let result = tokio::task::spawn_blocking(move || expire(&inner, &p, &r, dry_run, &s2))
             .await
-            .map_err(|e| StoreError::Internal(format!("retention task failed: {e}")))?;
-        // Also after an error: some files may have been replaced already.
+            .map_err(|e| StoreError::Internal(format!("retention task failed: {e}")))
+            .and_then(|r| r);
+        // Also after an error (or a panic): some files may have been replaced already.
         let suspended = suspended.lock().take();
         if let Some(defs) = suspended {
             self.restore_rollups(project, defs).await;
@@ -263,9 +264,12 @@ pub(super) fn replace_file(
         None => Vec::new(),
     };
     let _consistent_with_queries = inner.buffer.write();
-    inner
-        .catalog
-        .commit_files(&added, &[path.to_owned()], None)?;
+    if let Err(e) = inner.catalog.commit_files(&added, &[path.to_owned()], None) {
+        for f in &added {
+            let _ = std::fs::remove_file(inner.config.data_dir.join(&f.path));
+        }
+        return Err(e.into());
+    }
     Ok(())
 }
 
