@@ -148,9 +148,12 @@ impl EmbeddedStore {
                 }
             }
         };
-        // Also after an error: the rollups were taken out of service.
+        // Also after an error: the rollups were taken out of service. They are rebuilt in the
+        // background (seconds per rollup on millions of events); queries use the raw events
+        // meanwhile, which no longer hold the person.
         let (suspended, result) = result;
-        self.restore_rollups(project, suspended).await;
+        let (this, p) = (self.clone(), project.clone());
+        tokio::spawn(async move { this.restore_rollups(&p, suspended).await });
         result
     }
 }
