@@ -54,6 +54,18 @@ pub struct ApiKey {
     pub prefix: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// Requests per second this key may make; `None`: the server's default for its scope,
+    /// 0: no limit.
+    pub rate_limit: Option<u32>,
+}
+
+/// What a key is good for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub project: ProjectId,
+    pub scope: KeyScope,
+    /// The key's own request rate, if it has one (see [`ApiKey::rate_limit`]).
+    pub rate_limit: Option<u32>,
 }
 
 pub(crate) fn new_key(scope: KeyScope) -> String {
@@ -99,16 +111,45 @@ pub(crate) fn insert_key(
 impl Catalog {
     /// The project and scope of a key that exists and is not revoked.
     pub fn authenticate(&self, key: &str) -> Result<Option<(ProjectId, KeyScope)>> {
+        Ok(self.key_grant(key)?.map(|g| (g.project, g.scope)))
+    }
+
+    /// The project, scope and rate of a key that exists and is not revoked.
+    pub fn key_grant(&self, key: &str) -> Result<Option<KeyGrant>> {
         let hash = hash_key(key);
         self.with(|c| {
-            let row: Option<(String, String)> = c
+            let row: Option<(String, String, Option<i64>)> = c
                 .query_row(
-                    "SELECT project_id, scope FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+                    "SELECT project_id, scope, rate_limit FROM api_keys
+                     WHERE key_hash = ?1 AND revoked_at IS NULL",
                     [hash],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            Ok(row.and_then(|(p, s)| Some((ProjectId::parse(&p)?, KeyScope::parse(&s)?))))
+            Ok(row.and_then(|(p, s, limit)| {
+                Some(KeyGrant {
+                    project: ProjectId::parse(&p)?,
+                    scope: KeyScope::parse(&s)?,
+                    rate_limit: limit.and_then(|l| u32::try_from(l).ok()),
+                })
+            }))
+        })
+    }
+
+    /// Sets the request rate of live key `id` of `project` (`None`: back to the server's
+    /// default); false when the project has no such live key.
+    pub fn set_key_rate_limit(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        rate_limit: Option<u32>,
+    ) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE api_keys SET rate_limit = ?3
+                 WHERE id = ?1 AND project_id = ?2 AND revoked_at IS NULL",
+                params![id, project.as_str(), rate_limit.map(i64::from)],
+            )? == 1)
         })
     }
 
@@ -158,7 +199,14 @@ impl Catalog {
                 params![id, project.as_str(), now_rfc3339()],
             )?;
             let new_id = if n == 1 {
-                Some(insert_key(&tx, project, scope, &secret)?)
+                let new_id = insert_key(&tx, project, scope, &secret)?;
+                // The new key keeps the old one's rate.
+                tx.execute(
+                    "UPDATE api_keys SET rate_limit = (SELECT rate_limit FROM api_keys WHERE id = ?1)
+                     WHERE id = ?2",
+                    params![id, new_id],
+                )?;
+                Some(new_id)
             } else {
                 None
             };
@@ -184,7 +232,7 @@ impl Catalog {
     pub fn list_keys(&self, project: &ProjectId) -> Result<Vec<ApiKey>> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT id, scope, prefix, created_at, revoked_at FROM api_keys
+                "SELECT id, scope, prefix, created_at, revoked_at, rate_limit FROM api_keys
                  WHERE project_id = ?1 ORDER BY created_at",
             )?;
             let rows = st.query_map([project.as_str()], |r| {
@@ -195,6 +243,9 @@ impl Catalog {
                     prefix: r.get(2)?,
                     created_at: r.get(3)?,
                     revoked_at: r.get(4)?,
+                    rate_limit: r
+                        .get::<_, Option<i64>>(5)?
+                        .and_then(|l| u32::try_from(l).ok()),
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

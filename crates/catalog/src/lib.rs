@@ -25,7 +25,7 @@ use rusqlite::Connection;
 pub use audit::AuditEntry;
 pub use dashboards::{CreatedShare, DashboardRow, ShareRow};
 pub use files::{ParquetFileEntry, WAL_PERSISTED_KEY};
-pub use keys::{ApiKey, KeyScope};
+pub use keys::{ApiKey, KeyGrant, KeyScope};
 pub use persons::{ErasureRecord, Group, MergeOutcome, Person, PersonOverrides};
 pub use projects::{CreatedProject, Project, RetentionPolicy};
 pub use reports::{ClaimedRun, DeliveryRow, ReportRow, RunRow};

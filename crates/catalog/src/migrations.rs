@@ -175,6 +175,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
      );
      CREATE INDEX sessions_by_user ON sessions(user_id);",
+    // 10: a key's own request rate (requests per second; NULL: the server's default, 0: none).
+    "ALTER TABLE api_keys ADD COLUMN rate_limit INTEGER;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -15,8 +15,8 @@ use crate::error::ApiError;
 const TTL: Duration = Duration::from_secs(5);
 const MAX_CACHED: usize = 10_000;
 
-/// What a key is good for: its project and scope, or nothing (unknown or revoked).
-type KeyGrant = Option<(ProjectId, KeyScope)>;
+/// What a key is good for: its project, scope and own rate, or nothing (unknown or revoked).
+type KeyGrant = Option<tally_catalog::KeyGrant>;
 
 /// Requests per second a key may make, with bursts of twice as many; `None`: no limit.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,10 +51,17 @@ impl KeyCache {
 
     /// Takes one request from `key`'s budget, or answers 429 with the seconds until the next.
     fn admit(&self, key: &str, scope: KeyScope) -> Result<(), ApiError> {
-        let rate = match scope {
+        // A key's own rate (`tally keys limit`) overrides the server's default for its scope.
+        let own = self
+            .entries
+            .lock()
+            .get(key)
+            .and_then(|(_, g)| g.as_ref())
+            .and_then(|g| g.rate_limit);
+        let rate = own.or(match scope {
             KeyScope::Write => self.limits.write,
             KeyScope::Read | KeyScope::Admin => self.limits.read,
-        };
+        });
         let Some(rate) = rate.filter(|r| *r > 0).map(f64::from) else {
             return Ok(());
         };
@@ -99,17 +106,18 @@ impl KeyCache {
         if let Some((at, v)) = self.entries.lock().get(key)
             && at.elapsed() < TTL
         {
-            return Ok(v.clone());
+            return Ok(v.as_ref().map(|g| (g.project.clone(), g.scope)));
         }
         let v = catalog
-            .authenticate(key)
+            .key_grant(key)
             .map_err(|e| ApiError::internal("checking the API key failed", e))?;
         let mut entries = self.entries.lock();
         if entries.len() >= MAX_CACHED {
             entries.clear();
         }
-        entries.insert(key.to_owned(), (Instant::now(), v.clone()));
-        Ok(v)
+        let out = v.as_ref().map(|g| (g.project.clone(), g.scope));
+        entries.insert(key.to_owned(), (Instant::now(), v));
+        Ok(out)
     }
 }
 

@@ -188,7 +188,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/persons/{id}/export", get(identity::export_person))
         .route("/v1/retention", get(retention::get_retention))
         .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
-        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke_key))
+        .route(
+            "/v1/keys/{id}",
+            axum::routing::delete(keys::revoke_key).put(keys::update_key),
+        )
         .route("/v1/keys/{id}/rotate", post(keys::rotate_key))
         .route("/v1/groups/{type}/{key}", get(identity::get_group))
         .route(

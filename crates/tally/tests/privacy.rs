@@ -496,6 +496,72 @@ fn keys_are_rate_limited_with_retry_after() {
         limited |= r.status().as_u16() == 429 && r.headers().contains_key("retry-after");
     }
     assert!(limited, "read keys are limited too");
+
+    // A key's own rate overrides the default: a bulk loader's key without a limit, set over
+    // the API (the cache takes up to 5 seconds) or given at creation.
+    let (status, created) = keys_request(
+        &server,
+        "POST",
+        "/v1/keys",
+        &p.admin_key,
+        Some(json!({"scope": "write", "rate_limit": 0})),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["rate_limit"], 0, "{created}");
+    let bulk = created["key"].as_str().unwrap();
+    for i in 0..20 {
+        let (status, _, _) = server.post_raw("/v1/events", Some(bulk), body(100 + i), &ct);
+        assert_eq!(status, 200, "request {i} of an unlimited key");
+    }
+    let id = created["id"].as_str().unwrap();
+    let (status, v) = keys_request(
+        &server,
+        "PUT",
+        &format!("/v1/keys/{id}"),
+        &p.admin_key,
+        Some(json!({"rate_limit": 2_000_000})),
+    );
+    assert_eq!(
+        (status, v["error"]["field"].as_str()),
+        (400, Some("rate_limit")),
+        "{v}"
+    );
+    let (status, v) = keys_request(
+        &server,
+        "PUT",
+        &format!("/v1/keys/{id}"),
+        &p.admin_key,
+        Some(json!({"rate_limit": 1})),
+    );
+    assert_eq!((status, v["rate_limit"].as_u64()), (200, Some(1)), "{v}");
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let refused = (0..6).any(|i| {
+        server
+            .post_raw("/v1/events", Some(bulk), body(200 + i), &ct)
+            .0
+            == 429
+    });
+    assert!(refused, "the key's own rate of 1 per second applies");
+    let (_, keys) = keys_request(&server, "GET", "/v1/keys", &p.admin_key, None);
+    let listed = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .unwrap();
+    assert_eq!(listed["rate_limit"], 1, "{keys}");
+    // From the command line too (the default again).
+    let (ok, out, err) = common::tally(
+        &["keys", "limit", "--project", "shop", id, "default"],
+        dir.path(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("default"), "{out}");
+    let (ok, _, err) = common::tally(
+        &["keys", "limit", "--project", "shop", id, "fast"],
+        dir.path(),
+    );
+    assert!(!ok && err.contains("not a rate"), "{err}");
 }
 
 fn keys_request(
@@ -509,6 +575,7 @@ fn keys_request(
     let mut r = match method {
         "GET" => common::client().get(url),
         "DELETE" => common::client().delete(url),
+        "PUT" => common::client().put(url),
         _ => common::client().post(url),
     }
     .bearer_auth(key);

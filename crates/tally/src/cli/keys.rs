@@ -1,4 +1,5 @@
-//! `tally keys`: list, create, rotate and revoke a project's API keys.
+//! `tally keys`: list, create, rotate and revoke a project's API keys, and set a key's own
+//! request rate.
 
 use clap::Subcommand;
 use tally_catalog::KeyScope;
@@ -20,6 +21,21 @@ pub(crate) enum KeysCommand {
         project: String,
         #[arg(long, value_parser = parse_scope)]
         scope: KeyScope,
+        /// Requests per second this key may make (0: no limit); the server's default for its
+        /// scope when not given.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(..=MAX_RATE_LIMIT as i64))]
+        rate_limit: Option<u32>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Set a key's own request rate: requests per second (0: no limit), or `default` for the
+    /// server's default for its scope. A running server applies it within 5 seconds.
+    Limit {
+        #[arg(long)]
+        project: String,
+        id: String,
+        #[arg(value_parser = parse_rate)]
+        rate: Rate,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -42,6 +58,24 @@ pub(crate) enum KeysCommand {
     },
 }
 
+/// The highest request rate a key may be given (requests per second).
+const MAX_RATE_LIMIT: u32 = 1_000_000;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate(Option<u32>);
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    if s == "default" {
+        return Ok(Rate(None));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n <= MAX_RATE_LIMIT => Ok(Rate(Some(n))),
+        _ => Err(format!(
+            "`{s}` is not a rate: give requests per second (0 to {MAX_RATE_LIMIT}; 0: no limit) or `default`"
+        )),
+    }
+}
+
 fn parse_scope(s: &str) -> Result<KeyScope, String> {
     KeyScope::parse(s).ok_or_else(|| format!("unknown scope `{s}`: use write, read or admin"))
 }
@@ -56,12 +90,36 @@ pub(crate) fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create {
             project,
             scope,
+            rate_limit,
             data,
         } => {
             let catalog = open_catalog(&data.data_dir)?;
             let p = catalog.find_project(&project)?;
-            let (key, secret) = catalog.create_key(&p.id, scope)?;
+            let (mut key, secret) = catalog.create_key(&p.id, scope)?;
+            if rate_limit.is_some() {
+                catalog.set_key_rate_limit(&p.id, &key.id, rate_limit)?;
+                key.rate_limit = rate_limit;
+            }
             print_new(&key, &secret)?;
+        }
+        KeysCommand::Limit {
+            project,
+            id,
+            rate,
+            data,
+        } => {
+            let catalog = open_catalog(&data.data_dir)?;
+            let p = catalog.find_project(&project)?;
+            anyhow::ensure!(
+                catalog.set_key_rate_limit(&p.id, &id, rate.0)?,
+                "project {} has no live key `{id}`",
+                p.name
+            );
+            match rate.0 {
+                Some(0) => println!("{id} has no rate limit"),
+                Some(n) => println!("{id} may make {n} requests per second"),
+                None => println!("{id} has the server's default rate"),
+            }
         }
         KeysCommand::Rotate { project, id, data } => {
             let catalog = open_catalog(&data.data_dir)?;
