@@ -174,6 +174,11 @@ fn no_key_of_another_project_or_scope_reaches_a_projects_data() {
         ("GET", "/v1/persons/u1/export".into(), None),
         ("GET", "/v1/groups/company/acme".into(), None),
         ("DELETE", format!("/v1/keys/{}", o.key_id), None),
+        (
+            "PUT",
+            format!("/v1/keys/{}", o.key_id),
+            Some(json!({"rate_limit": 1})),
+        ),
         ("POST", format!("/v1/keys/{}/rotate", o.key_id), None),
     ];
     // Endpoints over the key's own project.
