@@ -128,3 +128,92 @@ async fn flushes_compact_and_survive_restarts() {
     assert_eq!(count(&store, &project).await, 105);
     assert_eq!(store.buffered_rows(), 0);
 }
+
+/// Events per person: `(person, count)`, sorted.
+async fn per_person(store: &EmbeddedStore, project: &ProjectId) -> Vec<(String, u64)> {
+    let mut q = count_query(project);
+    q.from = T0 - 10 * DAY;
+    q.to = T0 + 10 * DAY;
+    q.group_by = vec![tally_store::FieldRef::Column("person_id".into())];
+    let t = store.aggregate(&q).await.unwrap();
+    let mut out: Vec<(String, u64)> = t
+        .rows
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_u64().unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `n` events of `person` over three days, message ids from `first`.
+fn of(person: &str, n: usize, first: u128) -> Vec<EventRecord> {
+    (0..n)
+        .map(|i| EventRecord {
+            timestamp: T0 + (i as i64 % 3) * DAY + i as i64 * 1_000_000,
+            received_at: chrono::Utc::now().timestamp_micros(),
+            event: "e".into(),
+            person_id: person.into(),
+            user_id: Some(person.into()),
+            message_id: Some((first + i as u128).to_be_bytes()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_misses_nothing_while_writes_and_flushes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, catalog) = open(dir.path());
+    let project = catalog.create_project("p").unwrap().id;
+    // Many files (some compacted) and a buffer, holding the victim and others.
+    let mut next = 0u128;
+    for round in 0..12 {
+        for person in ["victim", "other"] {
+            let records = of(person, 9, next);
+            next += 9;
+            let batch = ProjectBatch {
+                project: project.clone(),
+                records,
+            };
+            store.write(vec![batch]).await.unwrap();
+        }
+        if round % 2 == 0 {
+            store.flush_now().await.unwrap();
+        }
+    }
+    assert_eq!(
+        per_person(&store, &project).await,
+        [("other".to_owned(), 108), ("victim".to_owned(), 108)]
+    );
+    // Meanwhile, others write and the buffer is flushed again and again.
+    let writer = {
+        let (store, project) = (store.clone(), project.clone());
+        tokio::spawn(async move {
+            for i in 0..30u128 {
+                let batch = ProjectBatch {
+                    project: project.clone(),
+                    records: of("late", 3, 1_000_000 + i * 3),
+                };
+                store.write(vec![batch]).await.unwrap();
+                store.flush_now().await.unwrap();
+            }
+        })
+    };
+    let report = store
+        .erase_events(&project, &["victim".to_owned()])
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(report.events_removed(), 108, "{report:?}");
+    assert_eq!(
+        per_person(&store, &project).await,
+        [("late".to_owned(), 90), ("other".to_owned(), 108)]
+    );
+    // And after a restart, the same.
+    drop(store);
+    let (store, _) = open(dir.path());
+    assert_eq!(
+        per_person(&store, &project).await,
+        [("late".to_owned(), 90), ("other".to_owned(), 108)]
+    );
+}

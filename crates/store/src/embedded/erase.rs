@@ -1,13 +1,14 @@
 //! Erasure (the right to be forgotten): every stored event of a person's ids leaves the
 //! embedded store.
 //!
-//! Under the flush lock (no flush, compaction or retention meanwhile):
-//! 1. the project's rollups are dropped, snapshots included: their cells count the person's
+//! 1. the project's rollups are suspended, snapshots included: their cells count the person's
 //!    events and a sketch cannot forget one person;
 //! 2. every Parquet file of the project that holds an event of the ids is rewritten without
-//!    them (or dropped when nothing else is left), through the same catalog swap as retention;
-//! 3. the buffer is flushed with the person's rows left out, so they leave memory and the WAL
-//!    segments that held them are deleted.
+//!    them (or dropped when nothing else is left), through the same catalog swap as retention,
+//!    each under the flush lock;
+//! 3. holding the flush lock to the end, the files that flushes and compactions added
+//!    meanwhile are checked too, and the buffer is flushed with the person's rows left out, so
+//!    they leave memory and the WAL segments that held them are deleted.
 //!
 //! The rollups are then rebuilt from what is left. The erasure takes effect at step 3's seal:
 //! an event acknowledged after it is a new event. A crash in the middle leaves some files
@@ -134,19 +135,19 @@ impl EmbeddedStore {
             return Ok(ErasureReport::default());
         }
         let result = {
-            let _no_flush = self.inner.flush_lock.lock().await;
-            match Self::suspend_rollups(&self.inner, project) {
-                Err(e) => return Err(e),
-                Ok(suspended) => {
-                    let inner = Arc::clone(&self.inner);
-                    let p = project.clone();
-                    let r = tokio::task::spawn_blocking(move || erase_blocking(&inner, &p, &ids))
-                        .await
-                        .map_err(|e| StoreError::Internal(format!("erasure task failed: {e}")))
-                        .and_then(|r| r);
-                    (suspended, r)
-                }
-            }
+            // Under the flush lock: no flush is sealing the rollups (and writing their
+            // snapshots) while they are taken out.
+            let suspended = {
+                let _no_flush = self.inner.flush_lock.lock().await;
+                Self::suspend_rollups(&self.inner, project)?
+            };
+            let inner = Arc::clone(&self.inner);
+            let p = project.clone();
+            let r = tokio::task::spawn_blocking(move || erase_blocking(&inner, &p, &ids))
+                .await
+                .map_err(|e| StoreError::Internal(format!("erasure task failed: {e}")))
+                .and_then(|r| r);
+            (suspended, r)
         };
         // Also after an error: the rollups were taken out of service. They are rebuilt in the
         // background (seconds per rollup on millions of events); queries use the raw events
@@ -222,6 +223,47 @@ impl EmbeddedStore {
     }
 }
 
+/// Is `path` still a recorded file of `project`'s `day`?
+fn still_recorded(inner: &Inner, project: &ProjectId, day: &str, path: &str) -> Result<bool> {
+    Ok(inner
+        .catalog
+        .files(project, day, day)?
+        .iter()
+        .any(|x| x.path == path))
+}
+
+/// Rewrites one file without the person's events, if it has any; returns the new file's path.
+fn erase_file(
+    inner: &Inner,
+    omit: &Omit<'_>,
+    path: &str,
+    report: &mut ErasureReport,
+) -> Result<Option<String>> {
+    let full = inner.config.data_dir.join(path);
+    // The id columns first: most files hold nothing of the person.
+    let mut hits = 0;
+    for b in partition::read_columns(&full, Some(&ID_COLUMNS))? {
+        let (own, mentions) = omit.count(&b)?;
+        hits += own + mentions;
+    }
+    if hits == 0 {
+        return Ok(None);
+    }
+    let all = concat_batches(&event_schema(), &partition::read_file(&full)?)?;
+    let (kept, removed) = omit.without(&all)?;
+    report.stored_events_removed += removed;
+    if kept.num_rows() == 0 {
+        report.files_removed += 1;
+        replace_file(inner, omit.project, path, None)
+    } else {
+        report.files_rewritten += 1;
+        replace_file(inner, omit.project, path, Some(&kept))
+    }
+}
+
+/// The files first, each under the flush lock (held per file, so that flushes, and ingest
+/// with them, go on during a long erasure); then, holding the lock to the end, the files that
+/// flushes and compactions added meanwhile, and the buffer.
 fn erase_blocking(
     inner: &Inner,
     project: &ProjectId,
@@ -229,27 +271,21 @@ fn erase_blocking(
 ) -> Result<ErasureReport> {
     let omit = Omit { project, ids };
     let mut report = ErasureReport::default();
-    let dir = &inner.config.data_dir;
+    let mut done: HashSet<String> = HashSet::new();
     for f in inner.catalog.files(project, "0000-00-00", "9999-12-31")? {
-        let path = dir.join(&f.path);
-        // The id columns first: most files hold nothing of the person.
-        let mut hits = 0;
-        for b in partition::read_columns(&path, Some(&ID_COLUMNS))? {
-            let (own, mentions) = omit.count(&b)?;
-            hits += own + mentions;
+        let _no_flush = inner.flush_lock.blocking_lock();
+        if !still_recorded(inner, project, &f.day, &f.path)? {
+            continue; // compacted meanwhile: the merged file is checked at the end
         }
-        if hits == 0 {
-            continue;
+        done.insert(f.path.clone());
+        if let Some(new) = erase_file(inner, &omit, &f.path, &mut report)? {
+            done.insert(new);
         }
-        let all = concat_batches(&event_schema(), &partition::read_file(&path)?)?;
-        let (kept, removed) = omit.without(&all)?;
-        report.stored_events_removed += removed;
-        if kept.num_rows() == 0 {
-            report.files_removed += 1;
-            replace_file(inner, project, &f.path, None)?;
-        } else {
-            report.files_rewritten += 1;
-            replace_file(inner, project, &f.path, Some(&kept))?;
+    }
+    let _no_flush = inner.flush_lock.blocking_lock();
+    for f in inner.catalog.files(project, "0000-00-00", "9999-12-31")? {
+        if !done.contains(&f.path) {
+            erase_file(inner, &omit, &f.path, &mut report)?;
         }
     }
     // Every file is clean; now what the buffer holds, up to this instant.

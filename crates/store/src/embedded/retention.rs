@@ -246,15 +246,15 @@ fn expire(
     Ok(report)
 }
 
-/// Replaces the recorded file `path` by a file of `kept` (or by nothing): the new file is
-/// written and synced first, then one catalog transaction swaps them, under the buffer's lock so
+/// Replaces the recorded file `path` by a file of `kept` (or by nothing) and returns the new
+/// file's path: the new file is written and synced first, then one catalog transaction swaps them, under the buffer's lock so
 /// that a query sees the old file or the new one, never both or neither.
 pub(super) fn replace_file(
     inner: &Inner,
     project: &ProjectId,
     path: &str,
     kept: Option<&RecordBatch>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let added = match kept {
         Some(kept) => vec![partition::write_file(
             &inner.config.data_dir,
@@ -270,7 +270,7 @@ pub(super) fn replace_file(
         }
         return Err(e.into());
     }
-    Ok(())
+    Ok(added.into_iter().next().map(|f| f.path))
 }
 
 #[cfg(test)]
