@@ -1,7 +1,6 @@
 //! Compiles an [`AggregateQuery`] into a DataFusion plan over the buffer and the Parquet files,
 //! runs it, and turns the result into a [`ResultTable`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
@@ -672,8 +671,9 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
     // Persons become numbers and the events are sorted here rather than by the engine: sorting
     // millions of (string, time) rows costs far more than hashing each person once.
     let batches = df.collect().await?;
-    let mut ids: HashMap<&str, u32> = HashMap::new();
-    let mut out = Vec::new();
+    // DataFusion's hash map (foldhash): several times cheaper per person than std's SipHash.
+    let mut ids: datafusion::common::HashMap<&str, u32> = Default::default();
+    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for b in &batches {
         use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::Int64Type;
