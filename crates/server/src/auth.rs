@@ -15,8 +15,10 @@ use crate::error::ApiError;
 const TTL: Duration = Duration::from_secs(5);
 const MAX_CACHED: usize = 10_000;
 
-/// What a key is good for: its project, scope and own rate, or nothing (unknown or revoked).
-type KeyGrant = Option<tally_catalog::KeyGrant>;
+/// What a key (or a session) is good for: its project, scope and own rate.
+type Grant = tally_catalog::KeyGrant;
+/// A key's grant, or nothing (unknown or revoked).
+type KeyGrant = Option<Grant>;
 
 /// Requests per second a key may make, with bursts of twice as many; `None`: no limit.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,15 +52,9 @@ impl KeyCache {
     }
 
     /// Takes one request from `key`'s budget, or answers 429 with the seconds until the next.
-    fn admit(&self, key: &str, scope: KeyScope) -> Result<(), ApiError> {
+    fn admit(&self, key: &str, g: &Grant) -> Result<(), ApiError> {
         // A key's own rate (`tally keys limit`) overrides the server's default for its scope.
-        let own = self
-            .entries
-            .lock()
-            .get(key)
-            .and_then(|(_, g)| g.as_ref())
-            .and_then(|g| g.rate_limit);
-        let rate = own.or(match scope {
+        let rate = g.rate_limit.or(match g.scope {
             KeyScope::Write => self.limits.write,
             KeyScope::Read | KeyScope::Admin => self.limits.read,
         });
@@ -98,15 +94,11 @@ impl KeyCache {
         Err(e)
     }
 
-    fn lookup(
-        &self,
-        catalog: &Catalog,
-        key: &str,
-    ) -> Result<Option<(ProjectId, KeyScope)>, ApiError> {
+    fn lookup(&self, catalog: &Catalog, key: &str) -> Result<KeyGrant, ApiError> {
         if let Some((at, v)) = self.entries.lock().get(key)
             && at.elapsed() < TTL
         {
-            return Ok(v.as_ref().map(|g| (g.project.clone(), g.scope)));
+            return Ok(v.clone());
         }
         let v = catalog
             .key_grant(key)
@@ -115,9 +107,8 @@ impl KeyCache {
         if entries.len() >= MAX_CACHED {
             entries.clear();
         }
-        let out = v.as_ref().map(|g| (g.project.clone(), g.scope));
-        entries.insert(key.to_owned(), (Instant::now(), v));
-        Ok(out)
+        entries.insert(key.to_owned(), (Instant::now(), v.clone()));
+        Ok(v)
     }
 }
 
@@ -128,17 +119,17 @@ pub(crate) fn authorize(
     headers: &HeaderMap,
     scope: KeyScope,
 ) -> Result<ProjectId, ApiError> {
-    let (project, got) = identify(cache, catalog, headers)?;
+    let g = identify_grant(cache, catalog, headers)?;
     let field = if bearer(headers).is_some() {
         "authorization"
     } else {
         crate::session::PROJECT_HEADER
     };
-    let project = check_scope(project, got, scope, field)?;
+    check_scope(g.scope, scope, field)?;
     if let Some(key) = bearer(headers).or_else(|| crate::session::session_token(headers)) {
-        cache.admit(key, got)?;
+        cache.admit(key, &g)?;
     }
-    Ok(project)
+    Ok(g.project)
 }
 
 /// The project and scope of the request's key, whatever its scope; without a key, of its
@@ -149,12 +140,25 @@ pub(crate) fn identify(
     catalog: &Catalog,
     headers: &HeaderMap,
 ) -> Result<(ProjectId, KeyScope), ApiError> {
+    identify_grant(cache, catalog, headers).map(|g| (g.project, g.scope))
+}
+
+/// [`identify`], with the key's own rate (a session has none).
+fn identify_grant(
+    cache: &KeyCache,
+    catalog: &Catalog,
+    headers: &HeaderMap,
+) -> Result<Grant, ApiError> {
     if let Some(key) = bearer(headers) {
         return grant(cache, catalog, key, "authorization");
     }
     if crate::session::session_token(headers).is_some() {
         let (project, role) = crate::session::session_grant(catalog, headers)?;
-        return Ok((project, role.scope()));
+        return Ok(Grant {
+            project,
+            scope: role.scope(),
+            rate_limit: None,
+        });
     }
     Err(ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -164,12 +168,7 @@ pub(crate) fn identify(
     .field("authorization"))
 }
 
-fn grant(
-    cache: &KeyCache,
-    catalog: &Catalog,
-    key: &str,
-    field: &str,
-) -> Result<(ProjectId, KeyScope), ApiError> {
+fn grant(cache: &KeyCache, catalog: &Catalog, key: &str, field: &str) -> Result<Grant, ApiError> {
     cache.lookup(catalog, key)?.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -180,12 +179,7 @@ fn grant(
     })
 }
 
-fn check_scope(
-    project: ProjectId,
-    got: KeyScope,
-    scope: KeyScope,
-    field: &str,
-) -> Result<ProjectId, ApiError> {
+fn check_scope(got: KeyScope, scope: KeyScope, field: &str) -> Result<(), ApiError> {
     // An admin key may also do what a read key does.
     if got != scope && !(got == KeyScope::Admin && scope == KeyScope::Read) {
         return Err(ApiError::new(
@@ -199,7 +193,7 @@ fn check_scope(
         )
         .field(field));
     }
-    Ok(project)
+    Ok(())
 }
 
 /// The project of `key`, which must have `scope`; errors name `field` (where the key came from).
@@ -210,10 +204,10 @@ pub(crate) fn check_key(
     scope: KeyScope,
     field: &str,
 ) -> Result<ProjectId, ApiError> {
-    let (project, got) = grant(cache, catalog, key, field)?;
-    let project = check_scope(project, got, scope, field)?;
-    cache.admit(key, got)?;
-    Ok(project)
+    let g = grant(cache, catalog, key, field)?;
+    check_scope(g.scope, scope, field)?;
+    cache.admit(key, &g)?;
+    Ok(g.project)
 }
 
 /// The user name of `Authorization: Basic ...` (Segment's libraries send the write key as the

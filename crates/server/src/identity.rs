@@ -224,10 +224,6 @@ pub(crate) async fn erase_person(
         )
         .field("id"));
     }
-    let ids = s
-        .catalog
-        .linked_ids(&project, &id)
-        .map_err(|e| ApiError::internal("reading the person failed", e))?;
     let actor = crate::auth::actor(&s.catalog, &headers);
     // The whole erasure, the server's own memory included, runs to its end even if the
     // client gives up waiting.
@@ -235,8 +231,8 @@ pub(crate) async fn erase_person(
     let erasure = tokio::spawn(async move {
         let s = &st.inner;
         let erasure = s.store.erase_person(&project, &id, &actor).await?;
-        s.processor.forget_person(&project, &ids);
-        s.seen_merges.forget(&project, &ids);
+        s.processor.forget_person(&project, &erasure.erased_ids);
+        s.seen_merges.forget(&project, &erasure.erased_ids);
         s.overviews.forget(&project);
         Ok::<_, tally_store::StoreError>(erasure)
     })

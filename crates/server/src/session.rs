@@ -234,6 +234,14 @@ struct SignIn {
     password: String,
 }
 
+/// The answer about a session: the user, its projects and the CSRF token, never cached.
+fn session_response(state: &AppState, user: &User, token: &str) -> Result<Response, ApiError> {
+    let mut r = Json(session_body(state, user, token)?).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
 fn session_body(state: &AppState, user: &User, token: &str) -> Result<Value, ApiError> {
     let projects = state
         .inner
@@ -321,14 +329,11 @@ pub(crate) async fn sign_in(
         .catalog
         .create_session(&user.id, SESSION_TTL.as_secs() as i64)
         .map_err(catalog_error)?;
-    let body = session_body(&state, &user, &token)?;
-    let mut r = Json(body).into_response();
+    let mut r = session_response(&state, &user, &token)?;
     r.headers_mut().insert(
         header::SET_COOKIE,
         cookie(&state, &token, SESSION_TTL.as_secs()),
     );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
@@ -338,10 +343,7 @@ pub(crate) async fn current(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (token, user) = session_user(&state.inner.catalog, &headers)?;
-    let mut r = Json(session_body(&state, &user, &token)?).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(r)
+    session_response(&state, &user, &token)
 }
 
 /// `DELETE /v1/session`: signs out (the session ends on the server, the cookie is cleared).

@@ -73,6 +73,11 @@ impl Omit<'_> {
     /// device).
     fn count(&self, batch: &RecordBatch) -> Result<(usize, usize)> {
         let own = self.owned(batch)?;
+        Ok((own.true_count(), self.mentions(batch, &own)?))
+    }
+
+    /// How many rows not in `own` name one of the ids in `user_id` or `anonymous_id`.
+    fn mentions(&self, batch: &RecordBatch, own: &BooleanArray) -> Result<usize> {
         let mut mentions = 0;
         for name in [col::USER_ID, col::ANONYMOUS_ID] {
             if let Some(values) = Self::strings(batch, name)? {
@@ -83,7 +88,7 @@ impl Omit<'_> {
                     .count();
             }
         }
-        Ok((own.true_count(), mentions))
+        Ok(mentions)
     }
 
     /// True for the rows stored under one of the ids: the person's own events.
@@ -98,11 +103,12 @@ impl Omit<'_> {
     /// `batch` without the person's events, the person's ids blanked in other persons' events,
     /// and how many events were removed.
     pub(super) fn without(&self, batch: &RecordBatch) -> Result<(RecordBatch, u64)> {
-        let (own, mentions) = self.count(batch)?;
+        let owned = self.owned(batch)?;
+        let (own, mentions) = (owned.true_count(), self.mentions(batch, &owned)?);
         if own == 0 && mentions == 0 {
             return Ok((batch.clone(), 0));
         }
-        let keep = datafusion::arrow::compute::not(&self.owned(batch)?)?;
+        let keep = datafusion::arrow::compute::not(&owned)?;
         let kept = filter_record_batch(batch, &keep)?;
         if mentions == 0 {
             return Ok((kept, own as u64));
@@ -162,8 +168,11 @@ impl EmbeddedStore {
 /// What erasing a person did: the counts the audit log records and the API answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PersonErasure {
-    /// The person's ids (its own and those merged into it).
+    /// How many ids the person had (its own and those merged into it).
     pub ids: usize,
+    /// The ids themselves: for the caller's own clean-up, never in the audit log or the answer.
+    #[serde(skip)]
+    pub erased_ids: Vec<String>,
     #[serde(flatten)]
     pub events: ErasureReport,
     /// Rows of the person store removed (properties and merged ids).
@@ -219,6 +228,7 @@ impl EmbeddedStore {
             person_records_removed: record.person_records_removed,
             report_runs_redacted: record.report_runs_redacted,
             audit_id: record.audit_id,
+            erased_ids: ids,
         })
     }
 }

@@ -110,13 +110,7 @@ impl EmbeddedStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(defs),
             Err(e) => {
                 // Not suspended after all: the server's rule sync registers them again.
-                let mut suspended = inner.suspended.lock();
-                if let Some(n) = suspended.get_mut(project) {
-                    *n -= 1;
-                    if *n == 0 {
-                        suspended.remove(project);
-                    }
-                }
+                end_suspension(inner, project);
                 Err(StoreError::io(dir.display(), e))
             }
         }
@@ -126,15 +120,7 @@ impl EmbeddedStore {
     /// each rebuilt from storage (a later rule sync registers those of a run that ended
     /// earlier, and saved rules are registered again by the server within seconds anyway).
     pub(super) async fn restore_rollups(&self, project: &ProjectId, defs: SuspendedRollups) {
-        {
-            let mut suspended = self.inner.suspended.lock();
-            if let Some(n) = suspended.get_mut(project) {
-                *n -= 1;
-                if *n == 0 {
-                    suspended.remove(project);
-                }
-            }
-        }
+        end_suspension(&self.inner, project);
         for (id, def) in defs {
             let _ = self.drop_rollup(project, &id);
             if let Err(e) = self.register_rollup(&id, def).await {
@@ -144,7 +130,17 @@ impl EmbeddedStore {
     }
 }
 
-/// Which rows of `batch` stay.
+/// Ends one suspension of `project`'s rollups (see [`EmbeddedStore::suspend_rollups`]).
+fn end_suspension(inner: &Inner, project: &ProjectId) {
+    let mut suspended = inner.suspended.lock();
+    if let Some(n) = suspended.get_mut(project) {
+        *n -= 1;
+        if *n == 0 {
+            suspended.remove(project);
+        }
+    }
+}
+
 /// The cutoff that applies to events named `event`: their own rule's, else the project-wide one.
 fn cutoff_for(rules: &[RetentionRule], event: &str) -> Option<i64> {
     rules
@@ -154,6 +150,7 @@ fn cutoff_for(rules: &[RetentionRule], event: &str) -> Option<i64> {
         .map(|r| r.before)
 }
 
+/// Which rows of `batch` stay.
 fn keep_mask(batch: &RecordBatch, rules: &[RetentionRule]) -> Result<BooleanArray> {
     let ts = batch
         .column_by_name(col::TIMESTAMP)
