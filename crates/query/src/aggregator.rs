@@ -303,12 +303,31 @@ impl Aggregator {
             queries.push(rule.compile(project, range, &at)?);
         }
         let store = self.store.as_ref();
-        let outcomes = futures::future::try_join_all(
-            rules
-                .iter()
-                .zip(&queries)
-                .map(|(rule, q)| crate::trends::trend(store, rule, q, range, use_rollups)),
-        )
+        // The plain series that no rollup answers are asked of the store at once, so that rules
+        // differing only in their measure (p50 and p95 of one property) share one scan.
+        let mut mains: Vec<Option<(ResultTable, bool)>> = vec![None; rules.len()];
+        let mut scanned = Vec::new();
+        for (i, (rule, q)) in rules.iter().zip(&queries).enumerate() {
+            if !crate::trends::is_plain(rule, q) {
+                continue;
+            }
+            match use_rollups
+                .then(|| store.aggregate_from_rollup(q))
+                .flatten()
+            {
+                Some(t) => mains[i] = Some((t, true)),
+                None => scanned.push(i),
+            }
+        }
+        if scanned.len() > 1 {
+            let qs: Vec<_> = scanned.iter().map(|&i| queries[i].clone()).collect();
+            for (&i, t) in scanned.iter().zip(store.aggregate_many(&qs).await?) {
+                mains[i] = Some((t, false));
+            }
+        }
+        let outcomes = futures::future::try_join_all(rules.iter().zip(&queries).zip(mains).map(
+            |((rule, q), main)| crate::trends::trend(store, rule, q, range, use_rollups, main),
+        ))
         .await?;
         let mut results = BTreeMap::new();
         let mut from_rollups = Vec::new();

@@ -15,20 +15,24 @@ use crate::rule::{AggregationRule, Compare, OTHER_GROUP};
 /// Runs `q` (compiled from `rule` over `range`) with the rule's options. Returns the table in the
 /// store's column layout (bucket?, groups..., value[, previous, delta, delta_ratio]) and whether a
 /// rollup answered the main series.
+///
+/// `main` is the main series' plain aggregation when the caller already has it (see
+/// [`is_plain`]; with whether a rollup answered it).
 pub(crate) async fn trend(
     store: &dyn Store,
     rule: &AggregationRule,
     q: &AggregateQuery,
     range: &TimeRange,
     use_rollups: bool,
+    main: Option<(ResultTable, bool)>,
 ) -> Result<(ResultTable, bool), QueryError> {
-    let (mut table, rolled) = series(store, rule, q, range, use_rollups).await?;
+    let (mut table, rolled) = series(store, rule, q, range, use_rollups, main).await?;
     if rule.compare == Some(Compare::PreviousPeriod) {
         let prev_range = previous_period(range);
         let mut pq = q.clone();
         pq.from = prev_range.from.timestamp_micros();
         pq.to = prev_range.to.timestamp_micros();
-        let (prev, _) = series(store, rule, &pq, &prev_range, use_rollups).await?;
+        let (prev, _) = series(store, rule, &pq, &prev_range, use_rollups, None).await?;
         join_previous(&mut table, &prev, rule.interval, range, &prev_range);
     }
     Ok((table, rolled))
@@ -41,8 +45,9 @@ async fn series(
     q: &AggregateQuery,
     range: &TimeRange,
     use_rollups: bool,
+    main: Option<(ResultTable, bool)>,
 ) -> Result<(ResultTable, bool), QueryError> {
-    let (mut table, rolled) = raw_series(store, rule, q, range, use_rollups).await?;
+    let (mut table, rolled) = raw_series(store, rule, q, range, use_rollups, main).await?;
     if let (Some(iv), true) = (rule.interval, q.group_by.is_empty()) {
         fill_buckets(&mut table, &iv.buckets(range), &q.measure, rule.cumulative);
     }
@@ -55,6 +60,7 @@ async fn raw_series(
     q: &AggregateQuery,
     range: &TimeRange,
     use_rollups: bool,
+    main: Option<(ResultTable, bool)>,
 ) -> Result<(ResultTable, bool), QueryError> {
     if let Some(days) = rule.active_days() {
         return Ok((active_users(store, q, range, days).await?, false));
@@ -65,17 +71,39 @@ async fn raw_series(
     if rule.cumulative && q.measure == Measure::UniquePersons {
         return Ok((cumulative_persons(store, q).await?, false));
     }
-    let (mut table, rolled) = match use_rollups
-        .then(|| store.aggregate_from_rollup(q))
-        .flatten()
-    {
-        Some(t) => (t, true),
-        None => (store.aggregate(q).await?, false),
+    let (mut table, rolled) = match main {
+        Some(m) => m,
+        None => plain_series(store, q, use_rollups).await?,
     };
     if rule.cumulative {
         running_totals(&mut table, q.group_by.len());
     }
     Ok((table, rolled))
+}
+
+/// Whether the main series of `rule` (compiled to `q`) is `q`'s plain aggregation, which the
+/// caller may compute for several rules at once ([`Store::aggregate_many`]).
+pub(crate) fn is_plain(rule: &AggregationRule, q: &AggregateQuery) -> bool {
+    rule.active_days().is_none()
+        && !rule.other
+        && !(rule.cumulative && q.measure == Measure::UniquePersons)
+}
+
+/// `q`'s plain aggregation, from a rollup when one answers it (and `use_rollups`).
+async fn plain_series(
+    store: &dyn Store,
+    q: &AggregateQuery,
+    use_rollups: bool,
+) -> Result<(ResultTable, bool), QueryError> {
+    Ok(
+        match use_rollups
+            .then(|| store.aggregate_from_rollup(q))
+            .flatten()
+        {
+            Some(t) => (t, true),
+            None => (store.aggregate(q).await?, false),
+        },
+    )
 }
 
 fn num(v: &Value) -> Option<f64> {

@@ -102,6 +102,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Runs one query description.
     async fn aggregate(&self, query: &AggregateQuery) -> Result<ResultTable>;
 
+    /// Runs several query descriptions, answers in their order. An engine may answer queries
+    /// that differ only in measure and limit ([`AggregateQuery::same_groups`]) with one scan.
+    async fn aggregate_many(&self, queries: &[AggregateQuery]) -> Result<Vec<ResultTable>> {
+        futures::future::try_join_all(queries.iter().map(|q| self.aggregate(q))).await
+    }
+
     /// The events matching any step of `query`, ordered by person, then time.
     async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>>;
 

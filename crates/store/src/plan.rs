@@ -69,6 +69,17 @@ impl Lookups {
     pub fn any(&self) -> bool {
         self.person || !self.group_types.is_empty()
     }
+
+    /// What both `self` and `other` need.
+    pub fn union(mut self, other: &Lookups) -> Self {
+        self.person |= other.person;
+        for t in &other.group_types {
+            if !self.group_types.contains(t) {
+                self.group_types.push(t.clone());
+            }
+        }
+        self
+    }
 }
 
 impl Measure {
@@ -181,6 +192,18 @@ impl AggregateQuery {
             &self.filters,
             self.group_by.iter().chain(self.measure.field()),
         )
+    }
+
+    /// Whether `self` and `other` aggregate the same rows into the same groups and buckets, so
+    /// that one scan can answer both (they may differ in their measure and limit).
+    pub fn same_groups(&self, other: &AggregateQuery) -> bool {
+        self.project == other.project
+            && self.from == other.from
+            && self.to == other.to
+            && self.timezone == other.timezone
+            && self.filters == other.filters
+            && self.bucket == other.bucket
+            && self.group_by == other.group_by
     }
 }
 

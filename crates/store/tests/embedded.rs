@@ -217,3 +217,92 @@ async fn an_erasure_misses_nothing_while_writes_and_flushes_go_on() {
         [("late".to_owned(), 90), ("other".to_owned(), 108)]
     );
 }
+
+/// Queries that differ only in measure and limit are answered with one scan; each answer is
+/// what the query alone gives, from the buffer and from Parquet, and a `user_id` filter (which
+/// also prunes by `person_id`) finds exactly that user's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_sharing_groups_answer_as_each_alone() {
+    use tally_store::{FieldRef, Filter, FilterOp};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, catalog) = open(dir.path());
+    let project = catalog.create_project("p").unwrap().id;
+    let mut records = Vec::new();
+    for (person, n, first) in [("ann", 7, 0), ("bob", 5, 100), ("cy", 3, 200)] {
+        let mut r = of(person, n, first);
+        for (i, e) in r.iter_mut().enumerate() {
+            e.event = if i % 2 == 0 { "view" } else { "buy" }.into();
+            e.properties = Some(format!(r#"{{"value": {}}}"#, i * 10));
+        }
+        records.extend(r);
+    }
+    store
+        .write(vec![ProjectBatch {
+            project: project.clone(),
+            records,
+        }])
+        .await
+        .unwrap();
+    let value = FieldRef::Json {
+        column: "properties".into(),
+        path: vec!["value".into()],
+    };
+    let user = |ids: &[&str]| Filter {
+        field: FieldRef::Column("user_id".into()),
+        op: FilterOp::In(ids.iter().map(|&i| Value::from(i)).collect()),
+    };
+    let base = AggregateQuery {
+        from: T0 - DAY,
+        to: T0 + 5 * DAY,
+        group_by: vec![FieldRef::Column("event".into())],
+        ..count_query(&project)
+    };
+    let with = |measure: Measure, limit: Option<usize>, filters: Vec<Filter>| AggregateQuery {
+        measure,
+        limit,
+        filters,
+        ..base.clone()
+    };
+    let queries = vec![
+        with(Measure::Count, None, vec![]),
+        with(Measure::UniquePersons, Some(1), vec![]),
+        with(Measure::Percentile(value.clone(), 0.5), None, vec![]),
+        with(
+            Measure::Sum(value.clone()),
+            None,
+            vec![user(&["bob", "cy"])],
+        ),
+        with(Measure::Count, None, vec![user(&["bob", "cy"])]),
+        with(Measure::Count, None, vec![user(&["nobody"])]),
+    ];
+    for flushed in [false, true] {
+        if flushed {
+            store.flush_now().await.unwrap();
+        }
+        let together = store.aggregate_many(&queries).await.unwrap();
+        assert_eq!(together.len(), queries.len());
+        for (q, t) in queries.iter().zip(&together) {
+            assert_eq!(t, &store.aggregate(q).await.unwrap(), "{q:?}");
+        }
+        let rows = |i: usize| together[i].rows.clone();
+        assert_eq!(
+            rows(0),
+            [
+                vec![Value::from("view"), 9.into()],
+                vec!["buy".into(), 6.into()]
+            ]
+        );
+        // The limit of one query does not cut the others.
+        assert_eq!(rows(1).len(), 1);
+        assert_eq!(rows(1)[0][1], Value::from(3));
+        // bob: 3 views, 2 buys; cy: 2 views, 1 buy.
+        assert_eq!(
+            rows(4),
+            [
+                vec![Value::from("view"), 5.into()],
+                vec!["buy".into(), 3.into()]
+            ]
+        );
+        assert!(rows(5).is_empty());
+    }
+}

@@ -457,30 +457,90 @@ fn is_utc(tz: Tz) -> bool {
     )
 }
 
-/// Runs `q` over `frame` (exactly the project's events of `[q.from, q.to)`).
-pub(crate) async fn aggregate(frame: DataFrame, q: &AggregateQuery) -> Result<ResultTable> {
+/// What the stored columns imply about rows that pass every filter, as a predicate on them that
+/// the Parquet reader can prune pages with; `None` when nothing.
+///
+/// A stored event's `person_id` is its `user_id` when it has one ([`tally_core::EventRecord`]),
+/// so `user_id = X` implies `person_id = X` before persons are merged, and the files are sorted
+/// by (event, person, time): the person of one user is a few pages per event name.
+pub(crate) fn stored_hint(filters: &[Filter]) -> Option<Expr> {
+    let user_ids = |values: &[Value]| -> Option<Vec<Expr>> {
+        values
+            .iter()
+            .map(|v| v.as_str().map(lit))
+            .collect::<Option<Vec<_>>>()
+    };
+    filters
+        .iter()
+        .filter_map(|f| {
+            if !matches!(&f.field, FieldRef::Column(c) if c == col::USER_ID) {
+                return None;
+            }
+            let values = match &f.op {
+                FilterOp::Eq(v) => user_ids(std::slice::from_ref(v))?,
+                FilterOp::In(vs) if !vs.is_empty() => user_ids(vs)?,
+                _ => return None,
+            };
+            Some(ident(col::PERSON_ID).in_list(values, false))
+        })
+        .reduce(Expr::and)
+}
+
+/// Runs queries that aggregate the same rows into the same groups
+/// ([`AggregateQuery::same_groups`]) as one aggregation with a measure per query, so the events
+/// are read, filtered and grouped once (and a field that several measures read, such as a JSON
+/// property, is extracted once). Answers in the order of `qs`.
+pub(crate) async fn aggregate_many(
+    frame: DataFrame,
+    qs: &[AggregateQuery],
+) -> Result<Vec<ResultTable>> {
+    let Some(q) = qs.first() else {
+        return Ok(Vec::new());
+    };
+    if qs.iter().any(|o| !q.same_groups(o)) {
+        return Err(StoreError::Internal(
+            "queries aggregated together must share filters, buckets and groups".into(),
+        ));
+    }
     let mut pred = lit(true);
     for f in &q.filters {
         pred = pred.and(filter_expr(f)?);
     }
     let mut groups = Vec::new();
-    let mut columns = Vec::new();
     if let Some(iv) = q.bucket {
         groups.push(bucket_expr(ident(col::TIMESTAMP), iv, q.timezone).alias("bucket"));
-        columns.push("bucket".to_owned());
     }
     for (i, g) in q.group_by.iter().enumerate() {
         groups.push(field_expr(g, As::Text)?.alias(format!("g{i}")));
-        columns.push(field_name(g));
     }
-    columns.push("value".to_owned());
     let n_groups = groups.len();
-    let df = frame
-        .filter(pred)?
-        .aggregate(groups, vec![measure_expr(&q.measure)?.alias("value")])?;
-    let mut rows = json_rows(df).await?;
-    order_and_limit(&mut rows, q.bucket.is_some(), n_groups, q.limit);
-    Ok(ResultTable { columns, rows })
+    let measures = qs
+        .iter()
+        .enumerate()
+        .map(|(i, q)| Ok(measure_expr(&q.measure)?.alias(format!("value{i}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let df = frame.filter(pred)?.aggregate(groups, measures)?;
+    let rows = json_rows(df).await?;
+    let mut tables: Vec<ResultTable> = qs
+        .iter()
+        .map(|q| ResultTable {
+            columns: result_columns(q),
+            rows: Vec::with_capacity(rows.len()),
+        })
+        .collect();
+    for mut row in rows {
+        let values = row.split_off(n_groups);
+        for (table, value) in tables.iter_mut().zip(values) {
+            let mut r = Vec::with_capacity(n_groups + 1);
+            r.extend_from_slice(&row);
+            r.push(value);
+            table.rows.push(r);
+        }
+    }
+    for (table, q) in tables.iter_mut().zip(qs) {
+        order_and_limit(&mut table.rows, q.bucket.is_some(), n_groups, q.limit);
+    }
+    Ok(tables)
 }
 
 /// Runs `df` and returns its rows as JSON values.
@@ -645,6 +705,9 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
     if q.steps.is_empty() || q.steps.len() > 63 {
         return Err(invalid("a funnel has 1 to 63 steps"));
     }
+    // A NULL comparison (a missing property) means "does not match", both to the filter and to
+    // CASE. The filter stays a plain disjunction of the steps' filters, which the Parquet
+    // reader prunes pages with (the files are sorted by event name).
     let mut any = lit(false);
     let mut mask = lit(0i64);
     for (i, step) in q.steps.iter().enumerate() {
@@ -652,49 +715,91 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
         for f in step {
             pred = pred.and(filter_expr(f)?);
         }
-        // A NULL comparison (a missing property) means "does not match".
-        let matched = datafusion::functions::expr_fn::coalesce(vec![pred, lit(false)]);
-        any = any.or(matched.clone());
-        mask =
-            mask + datafusion::logical_expr::when(matched, lit(1i64 << i)).otherwise(lit(0i64))?;
+        any = any.or(pred.clone());
+        mask = mask + datafusion::logical_expr::when(pred, lit(1i64 << i)).otherwise(lit(0i64))?;
     }
-    let breakdown = match &q.breakdown {
-        Some(f) => field_expr(f, As::Text)?,
-        None => lit(ScalarValue::Utf8(None)),
-    };
-    let df = frame.filter(any)?.select(vec![
+    let mut select = vec![
         ident(col::PERSON_ID).alias("person"),
         cast(ident(col::TIMESTAMP), DataType::Int64).alias("ts"),
         mask.alias("steps"),
-        cast(breakdown, DataType::Utf8).alias("breakdown"),
-    ])?;
-    // Persons become numbers and the events are sorted here rather than by the engine: sorting
+    ];
+    if let Some(f) = &q.breakdown {
+        select.push(cast(field_expr(f, As::Text)?, DataType::Utf8).alias("breakdown"));
+    }
+    let df = frame.filter(any)?.select(select)?;
+    // Persons become numbers and the events are grouped here rather than by the engine: sorting
     // millions of (string, time) rows costs far more than hashing each person once.
     let batches = df.collect().await?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     // DataFusion's hash map (foldhash): several times cheaper per person than std's SipHash.
     let mut ids: datafusion::common::HashMap<&str, u32> = Default::default();
-    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    let (mut persons, mut times, mut masks) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    let mut breakdowns: Vec<Option<String>> = Vec::new();
     for b in &batches {
-        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::array::{Array, AsArray};
         use datafusion::arrow::datatypes::Int64Type;
         let person = b.column(0).as_string::<i32>();
-        let ts = b.column(1).as_primitive::<Int64Type>();
-        let steps = b.column(2).as_primitive::<Int64Type>();
-        let brk = b.column(3).as_string::<i32>();
-        for r in 0..b.num_rows() {
-            let next = u32::try_from(ids.len())
-                .map_err(|_| invalid("more than 4 billion persons in one funnel"))?;
-            let person = *ids.entry(person.value(r)).or_insert(next);
-            out.push(StepEvent {
-                person,
-                timestamp: ts.value(r),
-                steps: steps.value(r) as u64,
-                breakdown: (!datafusion::arrow::array::Array::is_null(brk, r))
-                    .then(|| brk.value(r).to_owned()),
-            });
+        times.extend_from_slice(b.column(1).as_primitive::<Int64Type>().values());
+        masks.extend(
+            b.column(2)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|&m| m as u64),
+        );
+        if q.breakdown.is_some() {
+            let brk = b.column(3).as_string::<i32>();
+            breakdowns.extend(
+                (0..b.num_rows()).map(|r| (!brk.is_null(r)).then(|| brk.value(r).to_owned())),
+            );
+        }
+        // The files are sorted by (event, person): a person's events of one name are adjacent.
+        let mut last: Option<(&str, u32)> = None;
+        for p in person.iter() {
+            let p = p.unwrap_or_default();
+            let id = match last {
+                Some((l, id)) if l == p => id,
+                _ => {
+                    let next = u32::try_from(ids.len())
+                        .map_err(|_| invalid("more than 4 billion persons in one funnel"))?;
+                    *ids.entry(p).or_insert(next)
+                }
+            };
+            last = Some((p, id));
+            persons.push(id);
         }
     }
-    out.sort_unstable_by_key(|e| (e.person, e.timestamp, e.steps));
+    // Grouped by person in linear time (a counting sort on the numbers), then each person's
+    // few events ordered by time.
+    let mut starts = vec![0usize; ids.len() + 1];
+    for &p in &persons {
+        starts[p as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut next = starts.clone();
+    let mut order = vec![0usize; rows];
+    for (i, &p) in persons.iter().enumerate() {
+        order[next[p as usize]] = i;
+        next[p as usize] += 1;
+    }
+    let mut out: Vec<StepEvent> = order
+        .into_iter()
+        .map(|i| StepEvent {
+            person: persons[i],
+            timestamp: times[i],
+            steps: masks[i],
+            breakdown: breakdowns.get_mut(i).and_then(Option::take),
+        })
+        .collect();
+    for w in starts.windows(2) {
+        out[w[0]..w[1]].sort_unstable_by_key(|e| (e.timestamp, e.steps));
+    }
     Ok(out)
 }
 
@@ -706,16 +811,14 @@ pub(crate) async fn retention(frame: DataFrame, q: &RetentionQuery) -> Result<Re
     use datafusion::arrow::datatypes::Int64Type;
     use datafusion::common::JoinType;
 
+    // A filter drops the rows where a comparison is NULL (a missing property): "does not
+    // match". Left plain, the conjunction also prunes Parquet pages.
     let matches = |filters: &[Filter]| -> Result<Expr> {
         let mut pred = lit(true);
         for f in filters {
             pred = pred.and(filter_expr(f)?);
         }
-        // A NULL comparison (a missing property) means "does not match".
-        Ok(datafusion::functions::expr_fn::coalesce(vec![
-            pred,
-            lit(false),
-        ]))
+        Ok(pred)
     };
     // Microseconds since the epoch (`date_bin` may answer in nanoseconds).
     let period = |ts: Expr| {

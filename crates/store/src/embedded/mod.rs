@@ -43,7 +43,7 @@ use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
 use crate::plan::{
-    AggregateQuery, FieldRef, Lookups, Measure, PERSON_COLUMN, PathQuery, ResultTable,
+    AggregateQuery, FieldRef, Filter, Lookups, Measure, PERSON_COLUMN, PathQuery, ResultTable,
     RetentionCounts, RetentionQuery, RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionQuery,
     StepEvent, StepQuery,
 };
@@ -332,8 +332,25 @@ impl EmbeddedStore {
         to: i64,
         lookups: &Lookups,
     ) -> Result<DataFrame> {
+        self.filtered_frame(project, from, to, lookups, &[]).await
+    }
+
+    /// [`Self::frame`] for a query whose rows must all pass `filters`: what the stored columns
+    /// imply about them ([`engine::stored_hint`]) prunes the scan before persons are mapped. The
+    /// filters themselves are still the caller's to apply.
+    async fn filtered_frame(
+        &self,
+        project: &ProjectId,
+        from: i64,
+        to: i64,
+        lookups: &Lookups,
+        filters: &[Filter],
+    ) -> Result<DataFrame> {
         let sources = self.sources(project, from, to)?;
         let mut frame = engine::range_frame(&self.inner.ctx, sources, from, to).await?;
+        if let Some(hint) = engine::stored_hint(filters) {
+            frame = frame.filter(hint)?;
+        }
         if let Some(w) = self.received_before {
             frame = frame.filter(engine::received_before(w))?;
         }
@@ -898,10 +915,48 @@ impl Store for EmbeddedStore {
     }
 
     async fn aggregate(&self, query: &AggregateQuery) -> Result<ResultTable> {
-        let frame = self
-            .frame(&query.project, query.from, query.to, &query.lookups())
-            .await?;
-        engine::aggregate(frame, query).await
+        let mut tables = self.aggregate_many(std::slice::from_ref(query)).await?;
+        tables
+            .pop()
+            .ok_or_else(|| StoreError::Internal("a query went unanswered".into()))
+    }
+
+    async fn aggregate_many(&self, queries: &[AggregateQuery]) -> Result<Vec<ResultTable>> {
+        // Queries that differ only in measure and limit share one scan.
+        let mut sets: Vec<Vec<usize>> = Vec::new();
+        for (i, q) in queries.iter().enumerate() {
+            match sets.iter_mut().find(|s| queries[s[0]].same_groups(q)) {
+                Some(set) => set.push(i),
+                None => sets.push(vec![i]),
+            }
+        }
+        let answers = futures::future::try_join_all(sets.iter().map(|set| async {
+            let qs: Vec<AggregateQuery> = set.iter().map(|&i| queries[i].clone()).collect();
+            let lookups = qs
+                .iter()
+                .fold(Lookups::default(), |l, q| l.union(&q.lookups()));
+            let first = &qs[0];
+            let frame = self
+                .filtered_frame(
+                    &first.project,
+                    first.from,
+                    first.to,
+                    &lookups,
+                    &first.filters,
+                )
+                .await?;
+            engine::aggregate_many(frame, &qs).await
+        }))
+        .await?;
+        let mut out: Vec<Option<ResultTable>> = vec![None; queries.len()];
+        for (set, tables) in sets.iter().zip(answers) {
+            for (&i, t) in set.iter().zip(tables) {
+                out[i] = Some(t);
+            }
+        }
+        out.into_iter()
+            .map(|t| t.ok_or_else(|| StoreError::Internal("a query went unanswered".into())))
+            .collect()
     }
 
     async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>> {
