@@ -15,8 +15,7 @@ pub struct EventRecord {
     pub user_id: Option<String>,
     pub anonymous_id: Option<String>,
     /// `user_id`, else `anonymous_id` (for an event sent without consent, `$anon:` and a random
-    /// id of its own): whom unique counts count. Stores rely on it: an event with a `user_id`
-    /// has that `person_id` (merges of persons are applied when reading, never written here).
+    /// id of its own): whom unique counts count.
     pub person_id: String,
     pub session_id: i64,
     pub message_id: Option<[u8; 16]>,

@@ -219,8 +219,7 @@ async fn an_erasure_misses_nothing_while_writes_and_flushes_go_on() {
 }
 
 /// Queries that differ only in measure and limit are answered with one scan; each answer is
-/// what the query alone gives, from the buffer and from Parquet, and a `user_id` filter (which
-/// also prunes by `person_id`) finds exactly that user's events.
+/// what the query alone gives, from the buffer and from Parquet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_sharing_groups_answer_as_each_alone() {
     use tally_store::{FieldRef, Filter, FilterOp};

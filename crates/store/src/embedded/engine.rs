@@ -457,35 +457,6 @@ fn is_utc(tz: Tz) -> bool {
     )
 }
 
-/// What the stored columns imply about rows that pass every filter, as a predicate on them that
-/// the Parquet reader can prune pages with; `None` when nothing.
-///
-/// A stored event's `person_id` is its `user_id` when it has one ([`tally_core::EventRecord`]),
-/// so `user_id = X` implies `person_id = X` before persons are merged, and the files are sorted
-/// by (event, person, time): the person of one user is a few pages per event name.
-pub(crate) fn stored_hint(filters: &[Filter]) -> Option<Expr> {
-    let user_ids = |values: &[Value]| -> Option<Vec<Expr>> {
-        values
-            .iter()
-            .map(|v| v.as_str().map(lit))
-            .collect::<Option<Vec<_>>>()
-    };
-    filters
-        .iter()
-        .filter_map(|f| {
-            if !matches!(&f.field, FieldRef::Column(c) if c == col::USER_ID) {
-                return None;
-            }
-            let values = match &f.op {
-                FilterOp::Eq(v) => user_ids(std::slice::from_ref(v))?,
-                FilterOp::In(vs) if !vs.is_empty() => user_ids(vs)?,
-                _ => return None,
-            };
-            Some(ident(col::PERSON_ID).in_list(values, false))
-        })
-        .reduce(Expr::and)
-}
-
 /// Runs queries that aggregate the same rows into the same groups
 /// ([`AggregateQuery::same_groups`]) as one aggregation with a measure per query, so the events
 /// are read, filtered and grouped once (and a field that several measures read, such as a JSON
@@ -730,76 +701,116 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
     // Persons become numbers and the events are grouped here rather than by the engine: sorting
     // millions of (string, time) rows costs far more than hashing each person once.
     let batches = df.collect().await?;
+    let with_breakdown = q.breakdown.is_some();
+    tokio::task::spawn_blocking(move || group_step_events(&batches, with_breakdown))
+        .await
+        .map_err(|e| StoreError::Internal(format!("funnel task failed: {e}")))?
+}
+
+/// The rows of `batches` (person, ts, steps[, breakdown]) as [`StepEvent`]s grouped by person and
+/// ordered by time within each person. The persons are split by hash into two shards that two
+/// threads number (a hash map per shard), group (a counting sort on the numbers, linear) and
+/// order (each person's few events sorted by time) on their own.
+fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Vec<StepEvent>> {
+    use datafusion::arrow::array::{AsArray, StringArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    use std::hash::BuildHasher;
+
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    // DataFusion's hash map (foldhash): several times cheaper per person than std's SipHash.
-    let mut ids: datafusion::common::HashMap<&str, u32> = Default::default();
-    let (mut persons, mut times, mut masks) = (
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-    );
-    let mut breakdowns: Vec<Option<String>> = Vec::new();
-    for b in &batches {
-        use datafusion::arrow::array::{Array, AsArray};
-        use datafusion::arrow::datatypes::Int64Type;
-        let person = b.column(0).as_string::<i32>();
+    if u32::try_from(rows).is_err() {
+        return Err(invalid("more than 4 billion events in one funnel"));
+    }
+    let persons: Vec<&StringArray> = batches.iter().map(|b| b.column(0).as_string()).collect();
+    let mut times = Vec::with_capacity(rows);
+    let mut masks = Vec::with_capacity(rows);
+    let mut breakdowns: Vec<Option<&str>> = Vec::new();
+    for b in batches {
         times.extend_from_slice(b.column(1).as_primitive::<Int64Type>().values());
-        masks.extend(
-            b.column(2)
-                .as_primitive::<Int64Type>()
-                .values()
-                .iter()
-                .map(|&m| m as u64),
-        );
-        if q.breakdown.is_some() {
-            let brk = b.column(3).as_string::<i32>();
-            breakdowns.extend(
-                (0..b.num_rows()).map(|r| (!brk.is_null(r)).then(|| brk.value(r).to_owned())),
-            );
+        let steps = b.column(2).as_primitive::<Int64Type>().values();
+        masks.extend(steps.iter().map(|&m| m as u64));
+        if with_breakdown {
+            breakdowns.extend(b.column(3).as_string::<i32>().iter());
         }
-        // The files are sorted by (event, person): a person's events of one name are adjacent.
-        let mut last: Option<(&str, u32)> = None;
-        for p in person.iter() {
-            let p = p.unwrap_or_default();
-            let id = match last {
-                Some((l, id)) if l == p => id,
-                _ => {
-                    let next = u32::try_from(ids.len())
-                        .map_err(|_| invalid("more than 4 billion persons in one funnel"))?;
-                    *ids.entry(p).or_insert(next)
+    }
+    // DataFusion's hash map (foldhash): several times cheaper per person than std's SipHash. Both
+    // shards hash with one state, so a person's shard is the top bit of its hash.
+    let numbers: datafusion::common::HashMap<&str, u32> = Default::default();
+    let state = numbers.hasher().clone();
+    let shard = |k: u64| {
+        let state = state.clone();
+        let (persons, times, masks, breakdowns) = (&persons, &times, &masks, &breakdowns);
+        move || {
+            let mut ids: datafusion::common::HashMap<&str, u32> =
+                datafusion::common::HashMap::with_hasher(state.clone());
+            // (row, person number in this shard), in row order.
+            let mut mine: Vec<(u32, u32)> = Vec::new();
+            let mut row = 0u32;
+            for array in persons {
+                // The files are sorted by (event, person): a person's events of one name are
+                // adjacent, so the last person is checked before the map.
+                let mut last: Option<(&str, Option<u32>)> = None;
+                for p in array.iter() {
+                    let p = p.unwrap_or_default();
+                    let id = match last {
+                        Some((l, id)) if l == p => id,
+                        _ if state.hash_one(p) >> 63 != k => None,
+                        _ => {
+                            let next = ids.len() as u32;
+                            Some(*ids.entry(p).or_insert(next))
+                        }
+                    };
+                    last = Some((p, id));
+                    if let Some(id) = id {
+                        mine.push((row, id));
+                    }
+                    row += 1;
                 }
-            };
-            last = Some((p, id));
-            persons.push(id);
+            }
+            let mut starts = vec![0usize; ids.len() + 1];
+            for &(_, p) in &mine {
+                starts[p as usize + 1] += 1;
+            }
+            for i in 1..starts.len() {
+                starts[i] += starts[i - 1];
+            }
+            let mut next = starts.clone();
+            let mut order = vec![(0u32, 0u32); mine.len()];
+            for &(r, p) in &mine {
+                order[next[p as usize]] = (r, p);
+                next[p as usize] += 1;
+            }
+            drop(mine);
+            let mut out: Vec<StepEvent> = order
+                .into_iter()
+                .map(|(r, p)| {
+                    let r = r as usize;
+                    StepEvent {
+                        person: p,
+                        timestamp: times[r],
+                        steps: masks[r],
+                        breakdown: breakdowns.get(r).copied().flatten().map(str::to_owned),
+                    }
+                })
+                .collect();
+            for w in starts.windows(2) {
+                out[w[0]..w[1]].sort_unstable_by_key(|e| (e.timestamp, e.steps));
+            }
+            (out, ids.len() as u32)
         }
-    }
-    // Grouped by person in linear time (a counting sort on the numbers), then each person's
-    // few events ordered by time.
-    let mut starts = vec![0usize; ids.len() + 1];
-    for &p in &persons {
-        starts[p as usize + 1] += 1;
-    }
-    for i in 1..starts.len() {
-        starts[i] += starts[i - 1];
-    }
-    let mut next = starts.clone();
-    let mut order = vec![0usize; rows];
-    for (i, &p) in persons.iter().enumerate() {
-        order[next[p as usize]] = i;
-        next[p as usize] += 1;
-    }
-    let mut out: Vec<StepEvent> = order
-        .into_iter()
-        .map(|i| StepEvent {
-            person: persons[i],
-            timestamp: times[i],
-            steps: masks[i],
-            breakdown: breakdowns.get_mut(i).and_then(Option::take),
-        })
-        .collect();
-    for w in starts.windows(2) {
-        out[w[0]..w[1]].sort_unstable_by_key(|e| (e.timestamp, e.steps));
-    }
+    };
+    let (mine, other) = std::thread::scope(|scope| {
+        let other = scope.spawn(shard(1));
+        (shard(0)(), other.join())
+    });
+    let ((mut out, first), (rest, _)) = (
+        mine,
+        other.map_err(|_| StoreError::Internal("a funnel thread panicked".into()))?,
+    );
+    out.reserve(rest.len());
+    out.extend(rest.into_iter().map(|e| StepEvent {
+        person: e.person + first,
+        ..e
+    }));
     Ok(out)
 }
 

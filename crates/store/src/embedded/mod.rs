@@ -43,7 +43,7 @@ use self::buffer::Buffer;
 use self::dedup::DedupIndex;
 pub use self::sql::{SqlLimits, SqlResult};
 use crate::plan::{
-    AggregateQuery, FieldRef, Filter, Lookups, Measure, PERSON_COLUMN, PathQuery, ResultTable,
+    AggregateQuery, FieldRef, Lookups, Measure, PERSON_COLUMN, PathQuery, ResultTable,
     RetentionCounts, RetentionQuery, RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionQuery,
     StepEvent, StepQuery,
 };
@@ -332,25 +332,8 @@ impl EmbeddedStore {
         to: i64,
         lookups: &Lookups,
     ) -> Result<DataFrame> {
-        self.filtered_frame(project, from, to, lookups, &[]).await
-    }
-
-    /// [`Self::frame`] for a query whose rows must all pass `filters`: what the stored columns
-    /// imply about them ([`engine::stored_hint`]) prunes the scan before persons are mapped. The
-    /// filters themselves are still the caller's to apply.
-    async fn filtered_frame(
-        &self,
-        project: &ProjectId,
-        from: i64,
-        to: i64,
-        lookups: &Lookups,
-        filters: &[Filter],
-    ) -> Result<DataFrame> {
         let sources = self.sources(project, from, to)?;
         let mut frame = engine::range_frame(&self.inner.ctx, sources, from, to).await?;
-        if let Some(hint) = engine::stored_hint(filters) {
-            frame = frame.filter(hint)?;
-        }
         if let Some(w) = self.received_before {
             frame = frame.filter(engine::received_before(w))?;
         }
@@ -937,13 +920,7 @@ impl Store for EmbeddedStore {
                 .fold(Lookups::default(), |l, q| l.union(&q.lookups()));
             let first = &qs[0];
             let frame = self
-                .filtered_frame(
-                    &first.project,
-                    first.from,
-                    first.to,
-                    &lookups,
-                    &first.filters,
-                )
+.frame(&first.project, first.from, first.to, &lookups)
                 .await?;
             engine::aggregate_many(frame, &qs).await
         }))
