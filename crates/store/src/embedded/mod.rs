@@ -920,7 +920,7 @@ impl Store for EmbeddedStore {
                 .fold(Lookups::default(), |l, q| l.union(&q.lookups()));
             let first = &qs[0];
             let frame = self
-.frame(&first.project, first.from, first.to, &lookups)
+                .frame(&first.project, first.from, first.to, &lookups)
                 .await?;
             engine::aggregate_many(frame, &qs).await
         }))
