@@ -311,15 +311,12 @@ impl Aggregator {
             if !crate::trends::is_plain(rule, q) {
                 continue;
             }
-            match use_rollups
-                .then(|| store.aggregate_from_rollup(q))
-                .flatten()
-            {
+            match crate::trends::from_rollup(store, q, use_rollups) {
                 Some(t) => mains[i] = Some((t, true)),
                 None => scanned.push(i),
             }
         }
-        if scanned.len() > 1 {
+        if !scanned.is_empty() {
             let qs: Vec<_> = scanned.iter().map(|&i| queries[i].clone()).collect();
             for (&i, t) in scanned.iter().zip(store.aggregate_many(&qs).await?) {
                 mains[i] = Some((t, false));

@@ -89,21 +89,27 @@ pub(crate) fn is_plain(rule: &AggregationRule, q: &AggregateQuery) -> bool {
         && !(rule.cumulative && q.measure == Measure::UniquePersons)
 }
 
+/// `q`'s answer from a rollup, when `use_rollups` and one answers it.
+pub(crate) fn from_rollup(
+    store: &dyn Store,
+    q: &AggregateQuery,
+    use_rollups: bool,
+) -> Option<ResultTable> {
+    use_rollups
+        .then(|| store.aggregate_from_rollup(q))
+        .flatten()
+}
+
 /// `q`'s plain aggregation, from a rollup when one answers it (and `use_rollups`).
 async fn plain_series(
     store: &dyn Store,
     q: &AggregateQuery,
     use_rollups: bool,
 ) -> Result<(ResultTable, bool), QueryError> {
-    Ok(
-        match use_rollups
-            .then(|| store.aggregate_from_rollup(q))
-            .flatten()
-        {
-            Some(t) => (t, true),
-            None => (store.aggregate(q).await?, false),
-        },
-    )
+    Ok(match from_rollup(store, q, use_rollups) {
+        Some(t) => (t, true),
+        None => (store.aggregate(q).await?, false),
+    })
 }
 
 fn num(v: &Value) -> Option<f64> {

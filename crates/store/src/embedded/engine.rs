@@ -734,8 +734,9 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Ve
     }
     // DataFusion's hash map (foldhash): several times cheaper per person than std's SipHash. Both
     // shards hash with one state, so a person's shard is the top bit of its hash.
-    let numbers: datafusion::common::HashMap<&str, u32> = Default::default();
-    let state = numbers.hasher().clone();
+    let state = datafusion::common::HashMap::<&str, u32>::default()
+        .hasher()
+        .clone();
     let shard = |k: u64| {
         let state = state.clone();
         let (persons, times, masks, breakdowns) = (&persons, &times, &masks, &breakdowns);
