@@ -18,6 +18,9 @@ pub mod col {
     pub const RECEIVED_AT: &str = "received_at";
     pub const EVENT: &str = "event";
     pub const PERSON_ID: &str = "person_id";
+    /// [`person_key`](super::person_key) of `person_id`: what distinct persons are counted,
+    /// funnels grouped and retention joined on (an integer instead of a string).
+    pub const PERSON_KEY: &str = "person_key";
     pub const SESSION_ID: &str = "session_id";
     pub const MESSAGE_ID: &str = "message_id";
     pub const PROPERTIES: &str = "properties";
@@ -72,6 +75,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(col::RECEIVED_AT, ts_type(), false),
         Field::new(col::EVENT, DataType::Utf8, false),
         Field::new(col::PERSON_ID, DataType::Utf8, false),
+        Field::new(col::PERSON_KEY, DataType::Int64, false),
         Field::new(col::SESSION_ID, DataType::Int64, false),
         Field::new(col::MESSAGE_ID, DataType::FixedSizeBinary(16), true),
         Field::new("value", DataType::Float64, true),
@@ -87,6 +91,45 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The Arrow schema of the events table.
 pub fn event_schema() -> SchemaRef {
     SCHEMA.clone()
+}
+
+/// The 64-bit key of a person id: SipHash-1-3 of its UTF-8 bytes with the key 0, a fixed
+/// algorithm, so a key stored in a file years ago still matches one computed today. Distinct persons counted by
+/// key are exact unless two of the ids compared collide: with `n` persons the chance that any
+/// two do is below n² / 2^65 (3 in 10^9 at a million persons), the same trade ClickHouse's
+/// `uniqExact` makes with its 128-bit hashes of strings.
+pub fn person_key(person_id: &str) -> i64 {
+    siphasher::sip::SipHasher13::new().hash(person_id.as_bytes()) as i64
+}
+
+/// `batch` in the current [`event_schema`]: a batch of an older layout (WAL entries and files
+/// written before the `person_key` column) gets that column computed from `person_id`.
+pub fn upgrade_batch(batch: RecordBatch) -> Result<RecordBatch, StoreError> {
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    if batch.schema().column_with_name(col::PERSON_KEY).is_some() {
+        return Ok(batch);
+    }
+    let persons = batch
+        .column_by_name(col::PERSON_ID)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| StoreError::Internal("a batch without a person_id column".into()))?;
+    let keys: Int64Array = persons
+        .iter()
+        .map(|p| Some(person_key(p.unwrap_or_default())))
+        .collect();
+    let schema = event_schema();
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        if field.name() == col::PERSON_KEY {
+            columns.push(Arc::new(keys.clone()) as ArrayRef);
+        } else {
+            let c = batch.column_by_name(field.name()).ok_or_else(|| {
+                StoreError::Internal(format!("a batch without a {} column", field.name()))
+            })?;
+            columns.push(Arc::clone(c));
+        }
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// Is `name` a column of the events table?
@@ -108,6 +151,7 @@ pub fn records_to_batch(records: &[EventRecord]) -> Result<RecordBatch, StoreErr
     let mut recv = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut event = StringBuilder::with_capacity(n, n * 8);
     let mut person = StringBuilder::with_capacity(n, n * 16);
+    let mut person_keys = Int64Builder::with_capacity(n);
     let mut session = Int64Builder::with_capacity(n);
     let mut msg = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut value = Float64Builder::with_capacity(n);
@@ -116,6 +160,7 @@ pub fn records_to_batch(records: &[EventRecord]) -> Result<RecordBatch, StoreErr
         recv.append_value(r.received_at);
         event.append_value(&r.event);
         person.append_value(&r.person_id);
+        person_keys.append_value(person_key(&r.person_id));
         session.append_value(r.session_id);
         match &r.message_id {
             Some(m) => msg.append_value(m)?,
@@ -128,6 +173,7 @@ pub fn records_to_batch(records: &[EventRecord]) -> Result<RecordBatch, StoreErr
         Arc::new(recv.finish()),
         Arc::new(event.finish()),
         Arc::new(person.finish()),
+        Arc::new(person_keys.finish()),
         Arc::new(session.finish()),
         Arc::new(msg.finish()),
         Arc::new(value.finish()),
@@ -145,6 +191,13 @@ pub fn records_to_batch(records: &[EventRecord]) -> Result<RecordBatch, StoreErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn person_keys_never_change() {
+        // Keys are stored in files: the function must give these values forever.
+        assert_eq!(person_key("u1"), -4451083703263366595);
+        assert_eq!(person_key(""), -3315872660926475476);
+    }
 
     #[test]
     fn schema_and_batch_agree() {

@@ -23,7 +23,7 @@ use crate::plan::{
     AggregateQuery, FieldRef, Filter, FilterOp, GROUP_COLUMN_PREFIX, Measure, PERSON_COLUMN,
     ResultTable, RetentionCounts, RetentionQuery, RollupDef, StepEvent, StepQuery,
 };
-use crate::schema::{col, event_schema, is_column, is_string_column};
+use crate::schema::{col, event_schema, is_column, is_string_column, person_key};
 use crate::{Result, StoreError};
 
 /// A DataFusion session set up for the events table.
@@ -118,6 +118,30 @@ const LOOKUP_KEY: &str = "__key";
 const EVENT_KEY: &str = "__event_key";
 /// The overrides batch's value: the person a merged id belongs to.
 pub(crate) const MERGED_PERSON: &str = "__merged_person";
+/// The overrides batch's [`person_key`] of [`MERGED_PERSON`].
+const MERGED_KEY: &str = "__merged_key";
+
+/// The person overrides (merged id, the person it belongs to) as a [`lookup_batch`] of
+/// [`MERGED_PERSON`] with the [`MERGED_KEY`] beside it.
+pub(crate) fn overrides_batch(rows: &[(String, String)]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::Field;
+    let batch = lookup_batch(MERGED_PERSON, rows)?;
+    let keys: Int64Array = rows.iter().map(|(_, v)| Some(person_key(v))).collect();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(MERGED_KEY, DataType::Int64, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(keys));
+    Ok(RecordBatch::try_new(
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
+}
 
 /// A lookup as a batch of (`__key`, `value_column`), both text.
 pub(crate) fn lookup_batch(value_column: &str, rows: &[(String, String)]) -> Result<RecordBatch> {
@@ -167,22 +191,21 @@ fn join_lookup(
 }
 
 /// `frame` with each `person_id` that was merged into another person replaced by that person's
-/// id (`overrides` is a [`lookup_batch`] of [`MERGED_PERSON`]).
+/// id, and its `person_key` by that person's key (`overrides` is an [`overrides_batch`]).
 pub(crate) fn with_overrides(
     ctx: &SessionContext,
     frame: DataFrame,
     overrides: RecordBatch,
 ) -> Result<DataFrame> {
-    let columns = |name: &str| {
-        if name == col::PERSON_ID {
-            datafusion::functions::expr_fn::coalesce(vec![
-                ident(MERGED_PERSON),
-                ident(col::PERSON_ID),
-            ])
-            .alias(col::PERSON_ID)
-        } else {
-            ident(name)
+    use datafusion::functions::expr_fn::coalesce;
+    let columns = |name: &str| match name {
+        col::PERSON_ID => {
+            coalesce(vec![ident(MERGED_PERSON), ident(col::PERSON_ID)]).alias(col::PERSON_ID)
         }
+        col::PERSON_KEY => {
+            coalesce(vec![ident(MERGED_KEY), ident(col::PERSON_KEY)]).alias(col::PERSON_KEY)
+        }
+        _ => ident(name),
     };
     join_lookup(ctx, frame, overrides, ident(col::PERSON_ID), columns, None)
 }
@@ -405,7 +428,7 @@ pub(super) fn filter_expr(f: &Filter) -> Result<Expr> {
 fn measure_expr(m: &Measure) -> Result<Expr> {
     Ok(match m {
         Measure::Count => count(lit(1i64)),
-        Measure::UniquePersons => count_distinct(ident(col::PERSON_ID)),
+        Measure::UniquePersons => count_distinct(ident(col::PERSON_KEY)),
         Measure::Sum(f) => sum(field_expr(f, As::Number)?),
         Measure::Avg(f) => avg(field_expr(f, As::Number)?),
         Measure::Min(f) => min(field_expr(f, As::Number)?),
@@ -690,7 +713,7 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
         mask = mask + datafusion::logical_expr::when(pred, lit(1i64 << i)).otherwise(lit(0i64))?;
     }
     let mut select = vec![
-        ident(col::PERSON_ID).alias("person"),
+        ident(col::PERSON_KEY).alias("person"),
         cast(ident(col::TIMESTAMP), DataType::Int64).alias("ts"),
         mask.alias("steps"),
     ];
@@ -699,7 +722,7 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
     }
     let df = frame.filter(any)?.select(select)?;
     // Persons become numbers and the events are grouped here rather than by the engine: sorting
-    // millions of (string, time) rows costs far more than hashing each person once.
+    // millions of (person, time) rows costs far more than numbering each person once.
     let batches = df.collect().await?;
     let with_breakdown = q.breakdown.is_some();
     tokio::task::spawn_blocking(move || group_step_events(&batches, with_breakdown))
@@ -707,24 +730,25 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
         .map_err(|e| StoreError::Internal(format!("funnel task failed: {e}")))?
 }
 
-/// The rows of `batches` (person, ts, steps[, breakdown]) as [`StepEvent`]s grouped by person and
-/// ordered by time within each person. The persons are split by hash into two shards that two
-/// threads number (a hash map per shard), group (a counting sort on the numbers, linear) and
-/// order (each person's few events sorted by time) on their own.
+/// The rows of `batches` (person key, ts, steps[, breakdown]) as [`StepEvent`]s grouped by
+/// person and ordered by time within each person. The persons are split into two shards by the
+/// top bit of their key (a hash already) that two threads number (a hash map per shard), group
+/// (a counting sort on the numbers, linear) and order (each person's few events sorted by time)
+/// on their own.
 fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Vec<StepEvent>> {
-    use datafusion::arrow::array::{AsArray, StringArray};
+    use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
-    use std::hash::BuildHasher;
 
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if u32::try_from(rows).is_err() {
         return Err(invalid("more than 4 billion events in one funnel"));
     }
-    let persons: Vec<&StringArray> = batches.iter().map(|b| b.column(0).as_string()).collect();
+    let mut keys = Vec::with_capacity(rows);
     let mut times = Vec::with_capacity(rows);
     let mut masks = Vec::with_capacity(rows);
     let mut breakdowns: Vec<Option<&str>> = Vec::new();
     for b in batches {
+        keys.extend_from_slice(b.column(0).as_primitive::<Int64Type>().values());
         times.extend_from_slice(b.column(1).as_primitive::<Int64Type>().values());
         let steps = b.column(2).as_primitive::<Int64Type>().values();
         masks.extend(steps.iter().map(|&m| m as u64));
@@ -732,39 +756,27 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Ve
             breakdowns.extend(b.column(3).as_string::<i32>().iter());
         }
     }
-    // DataFusion's hash map (foldhash): several times cheaper per person than std's SipHash. Both
-    // shards hash with one state, so a person's shard is the top bit of its hash.
-    let state = datafusion::common::HashMap::<&str, u32>::default()
-        .hasher()
-        .clone();
     let shard = |k: u64| {
-        let state = state.clone();
-        let (persons, times, masks, breakdowns) = (&persons, &times, &masks, &breakdowns);
+        let (keys, times, masks, breakdowns) = (&keys, &times, &masks, &breakdowns);
         move || {
-            let mut ids: datafusion::common::HashMap<&str, u32> =
-                datafusion::common::HashMap::with_hasher(state.clone());
+            let mut ids: datafusion::common::HashMap<i64, u32> = Default::default();
             // (row, person number in this shard), in row order.
             let mut mine: Vec<(u32, u32)> = Vec::new();
-            let mut row = 0u32;
-            for array in persons {
-                // The files are sorted by (event, person): a person's events of one name are
-                // adjacent, so the last person is checked before the map.
-                let mut last: Option<(&str, Option<u32>)> = None;
-                for p in array.iter() {
-                    let p = p.unwrap_or_default();
-                    let id = match last {
-                        Some((l, id)) if l == p => id,
-                        _ if state.hash_one(p) >> 63 != k => None,
-                        _ => {
-                            let next = ids.len() as u32;
-                            Some(*ids.entry(p).or_insert(next))
-                        }
-                    };
-                    last = Some((p, id));
-                    if let Some(id) = id {
-                        mine.push((row, id));
+            // The files are sorted by (event, person): a person's events of one name are
+            // adjacent, so the last person is checked before the map.
+            let mut last: Option<(i64, Option<u32>)> = None;
+            for (row, &p) in keys.iter().enumerate() {
+                let id = match last {
+                    Some((l, id)) if l == p => id,
+                    _ if (p as u64) >> 63 != k => None,
+                    _ => {
+                        let next = ids.len() as u32;
+                        Some(*ids.entry(p).or_insert(next))
                     }
-                    row += 1;
+                };
+                last = Some((p, id));
+                if let Some(id) = id {
+                    mine.push((row as u32, id));
                 }
             }
             let mut starts = vec![0usize; ids.len() + 1];
@@ -845,11 +857,11 @@ pub(crate) async fn retention(frame: DataFrame, q: &RetentionQuery) -> Result<Re
         .clone()
         .filter(matches(&q.cohort)?.and(ident(col::TIMESTAMP).lt(ts_lit(q.cohort_to))))?
         .aggregate(
-            vec![ident(col::PERSON_ID)],
+            vec![ident(col::PERSON_KEY)],
             vec![min(ident(col::TIMESTAMP)).alias("t0")],
         )?
         .select(vec![
-            ident(col::PERSON_ID).alias("cohort_person"),
+            ident(col::PERSON_KEY).alias("cohort_person"),
             ident("t0"),
             period(ident("t0")).alias("cohort"),
         ])?
@@ -861,7 +873,7 @@ pub(crate) async fn retention(frame: DataFrame, q: &RetentionQuery) -> Result<Re
     let active = events
         .filter(matches(&q.returns)?)?
         .select(vec![
-            ident(col::PERSON_ID).alias("return_person"),
+            ident(col::PERSON_KEY).alias("return_person"),
             ident(col::TIMESTAMP).alias("rt"),
         ])?
         .join(

@@ -170,6 +170,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir.display(), e))?;
         let lock = take_lock(dir)?;
         remove_unrecorded_files(dir, &catalog)?;
+        upgrade_files(dir, &catalog)?;
 
         let persisted = catalog.wal_persisted_through()?.unwrap_or(0);
         let mut wal_config = WalConfig::new(dir.join("wal"));
@@ -381,6 +382,8 @@ impl EmbeddedStore {
         };
         let batch = if rows.is_empty() {
             None
+        } else if key.1 == LookupKind::Overrides {
+            Some(engine::overrides_batch(&rows)?)
         } else {
             Some(engine::lookup_batch(&column, &rows)?)
         };
@@ -1005,6 +1008,45 @@ fn take_lock(dir: &Path) -> Result<File> {
         }
         Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(path.display(), e)),
     }
+}
+
+/// The catalog setting that records the files' layout is current (see [`upgrade_files`]).
+const LAYOUT_SETTING: &str = "events_layout";
+/// Layout 2: files have the `person_key` column.
+const LAYOUT: &str = "2";
+
+/// Rewrites the files written before the `person_key` column, a day at a time (as a compaction
+/// of that day), so that every file a query reads has it. Done once per data dir: afterwards a
+/// catalog setting says so and opening reads no footers. A crash midway leaves each day either
+/// old or new; the next start finishes the rest.
+fn upgrade_files(dir: &Path, catalog: &Catalog) -> Result<()> {
+    if catalog.get_setting(LAYOUT_SETTING)?.as_deref() == Some(LAYOUT) {
+        return Ok(());
+    }
+    let mut days: Vec<(ProjectId, String)> = Vec::new();
+    for f in catalog.all_files()? {
+        if partition::lacks_person_key(&dir.join(&f.path))? {
+            days.push((f.project, f.day));
+        }
+    }
+    days.sort();
+    days.dedup();
+    for (project, day) in &days {
+        let files = catalog.files(project, day, day)?;
+        if let Some(merged) = partition::compact_files(dir, project, &files)? {
+            let removed: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+            catalog.commit_files(&[merged], &removed, None)?;
+        }
+    }
+    if !days.is_empty() {
+        // Nothing reads the old files yet: they go now.
+        for p in catalog.purge_deleted_files("9999-12-31T00:00:00Z")? {
+            let _ = std::fs::remove_file(dir.join(p));
+        }
+        tracing::info!(days = days.len(), "event files rewritten with person keys");
+    }
+    catalog.set_setting(LAYOUT_SETTING, LAYOUT)?;
+    Ok(())
 }
 
 /// Removes what a crash can leave behind: half-written `.tmp` files, files written but never

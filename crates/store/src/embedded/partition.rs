@@ -73,7 +73,11 @@ fn writer_properties() -> WriterProperties {
             .set_column_dictionary_enabled(name.into(), false)
             .set_column_encoding(name.into(), encoding);
     }
-    builder.build()
+    // Person keys are hashes: no deltas to exploit, but a person's rows are adjacent, which ZSTD
+    // finds in the plain values.
+    builder
+        .set_column_dictionary_enabled(col::PERSON_KEY.into(), false)
+        .build()
 }
 
 fn day_of(ts_us: i64) -> String {
@@ -186,9 +190,20 @@ pub(crate) fn write_file(
     })
 }
 
-/// Reads whole files back (for compaction).
+/// Reads whole files back (for compaction and erasure), in the current layout.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
-    read_columns(path, None)
+    read_columns(path, None)?
+        .into_iter()
+        .map(crate::schema::upgrade_batch)
+        .collect()
+}
+
+/// Whether the file at `path` was written before the `person_key` column (see
+/// [`crate::schema::upgrade_batch`]); only its footer is read.
+pub(crate) fn lacks_person_key(path: &Path) -> Result<bool> {
+    let file = File::open(path).map_err(|e| StoreError::io(path.display(), e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    Ok(builder.schema().column_with_name(col::PERSON_KEY).is_none())
 }
 
 /// Reads some columns (all when `None`) of a file.

@@ -139,7 +139,7 @@ pub(crate) async fn paths(frame: DataFrame, q: &PathQuery) -> Result<ResultTable
     let item = ident(if q.pages { "path" } else { col::EVENT });
     let mut seq = events.select(vec![
         ident(col::SESSION_ID),
-        ident(col::PERSON_ID),
+        ident(col::PERSON_KEY),
         ident(col::TIMESTAMP),
         item.alias("item"),
         anchor.alias("is_anchor"),
@@ -195,7 +195,7 @@ pub(crate) async fn paths(frame: DataFrame, q: &PathQuery) -> Result<ResultTable
             vec![coalesce(vec![ident(format!("s{k}")), lit(edge)]).alias("item")],
             vec![
                 count(lit(1i64)).alias("count"),
-                count_distinct(ident(col::PERSON_ID)).alias("persons"),
+                count_distinct(ident(col::PERSON_KEY)).alias("persons"),
             ],
         )?;
         let mut step_rows = json_rows(df).await?;

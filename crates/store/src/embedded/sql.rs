@@ -92,6 +92,8 @@ impl EmbeddedStore {
         if let Some(overrides) = self.person_overrides(project)? {
             frame = super::engine::with_overrides(&ctx, frame, overrides)?;
         }
+        // The person key is the engine's own (a hash of `person_id`), not part of the table.
+        let frame = frame.drop_columns(&[crate::schema::col::PERSON_KEY])?;
         ctx.register_table("events", frame.into_view())?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
