@@ -151,8 +151,9 @@ pub struct ResultTable {
     pub rows: Vec<Vec<Value>>,
 }
 
-/// The events of a project, in `[from, to)`, that match at least one of several steps: the input
-/// of funnels. Each step is a conjunction of filters.
+/// The events of a project, in `[from, to)`, that match at least one of several steps, of the
+/// persons who have an event of the first step in the range (no one else can enter a funnel):
+/// the input of funnels. Each step is a conjunction of filters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepQuery {
     pub project: ProjectId,

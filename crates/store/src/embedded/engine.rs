@@ -730,8 +730,8 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
         .map_err(|e| StoreError::Internal(format!("funnel task failed: {e}")))?
 }
 
-/// The rows of `batches` (person key, ts, steps[, breakdown]) as [`StepEvent`]s grouped by
-/// person and ordered by time within each person. The persons are split into two shards by the
+/// The rows of `batches` (person key, ts, steps[, breakdown]) of the persons with a first-step
+/// event as [`StepEvent`]s grouped by person and ordered by time within each person. The persons are split into two shards by the
 /// top bit of their key (a hash already) that two threads number (a hash map per shard), group
 /// (a counting sort on the numbers, linear) and order (each person's few events sorted by time)
 /// on their own.
@@ -759,7 +759,15 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Ve
     let shard = |k: u64| {
         let (keys, times, masks, breakdowns) = (&keys, &times, &masks, &breakdowns);
         move || {
+            // Only persons with a first-step event can enter the funnel: they are numbered
+            // first (a few of the rows), and the others' events are dropped.
             let mut ids: datafusion::common::HashMap<i64, u32> = Default::default();
+            for (&p, &m) in keys.iter().zip(masks.iter()) {
+                if m & 1 == 1 && (p as u64) >> 63 == k {
+                    let next = ids.len() as u32;
+                    ids.entry(p).or_insert(next);
+                }
+            }
             // (row, person number in this shard), in row order.
             let mut mine: Vec<(u32, u32)> = Vec::new();
             // The files are sorted by (event, person): a person's events of one name are
@@ -769,10 +777,7 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Ve
                 let id = match last {
                     Some((l, id)) if l == p => id,
                     _ if (p as u64) >> 63 != k => None,
-                    _ => {
-                        let next = ids.len() as u32;
-                        Some(*ids.entry(p).or_insert(next))
-                    }
+                    _ => ids.get(&p).copied(),
                 };
                 last = Some((p, id));
                 if let Some(id) = id {
