@@ -241,7 +241,14 @@ impl Aggregator {
                 QueryItem::Funnel(f) => {
                     let (q, window) = f.compile(project, &range, &at)?;
                     let events = store.step_events(&q).await?;
-                    f.evaluate(&events, window, range.to.timestamp_micros())
+                    let started = std::time::Instant::now();
+                    let table = f.evaluate(&events, window, range.to.timestamp_micros());
+                    tracing::debug!(
+                        events = events.len(),
+                        evaluate_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "funnel evaluated"
+                    );
+                    table
                 }
                 QueryItem::Retention(r) => {
                     let (q, periods) = r.compile(project, &range, &at)?;

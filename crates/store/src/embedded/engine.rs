@@ -723,11 +723,25 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
     let df = frame.filter(any)?.select(select)?;
     // Persons become numbers and the events are grouped here rather than by the engine: sorting
     // millions of (person, time) rows costs far more than numbering each person once.
+    let started = std::time::Instant::now();
     let batches = df.collect().await?;
+    let scanned = started.elapsed();
     let with_breakdown = q.breakdown.is_some();
-    tokio::task::spawn_blocking(move || group_step_events(&batches, with_breakdown))
-        .await
-        .map_err(|e| StoreError::Internal(format!("funnel task failed: {e}")))?
+    let events = tokio::task::spawn_blocking(move || {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        group_step_events(&batches, with_breakdown).map(|e| (rows, e))
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("funnel task failed: {e}")))?;
+    let (rows, events) = events?;
+    tracing::debug!(
+        rows,
+        kept = events.len(),
+        scan_ms = scanned.as_secs_f64() * 1e3,
+        group_ms = (started.elapsed() - scanned).as_secs_f64() * 1e3,
+        "funnel step events"
+    );
+    Ok(events)
 }
 
 /// The rows of `batches` (person key, ts, steps[, breakdown]) of the persons with a first-step
