@@ -94,10 +94,10 @@ pub fn event_schema() -> SchemaRef {
 }
 
 /// The 64-bit key of a person id: SipHash-1-3 of its UTF-8 bytes with the key 0, a fixed
-/// algorithm, so a key stored in a file years ago still matches one computed today. Distinct persons counted by
-/// key are exact unless two of the ids compared collide: with `n` persons the chance that any
-/// two do is below n² / 2^65 (3 in 10^9 at a million persons), the same trade ClickHouse's
-/// `uniqExact` makes with its 128-bit hashes of strings.
+/// algorithm, so a key stored in a file years ago still matches one computed today. Distinct
+/// persons counted by key are exact unless two of the ids compared collide: with `n` persons
+/// the chance that any two do is below n² / 2^65 (3 in 10^9 at a million persons), the same
+/// trade ClickHouse's `uniqExact` makes with its 128-bit hashes of strings.
 pub fn person_key(person_id: &str) -> i64 {
     siphasher::sip::SipHasher13::new().hash(person_id.as_bytes()) as i64
 }
@@ -113,15 +113,17 @@ pub fn upgrade_batch(batch: RecordBatch) -> Result<RecordBatch, StoreError> {
         .column_by_name(col::PERSON_ID)
         .and_then(|c| c.as_string_opt::<i32>())
         .ok_or_else(|| StoreError::Internal("a batch without a person_id column".into()))?;
-    let keys: Int64Array = persons
-        .iter()
-        .map(|p| Some(person_key(p.unwrap_or_default())))
-        .collect();
+    let keys: ArrayRef = Arc::new(
+        persons
+            .iter()
+            .map(|p| Some(person_key(p.unwrap_or_default())))
+            .collect::<Int64Array>(),
+    );
     let schema = event_schema();
     let mut columns = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         if field.name() == col::PERSON_KEY {
-            columns.push(Arc::new(keys.clone()) as ArrayRef);
+            columns.push(Arc::clone(&keys));
         } else {
             let c = batch.column_by_name(field.name()).ok_or_else(|| {
                 StoreError::Internal(format!("a batch without a {} column", field.name()))

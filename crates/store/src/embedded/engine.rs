@@ -726,14 +726,11 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
     let started = std::time::Instant::now();
     let batches = df.collect().await?;
     let scanned = started.elapsed();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let with_breakdown = q.breakdown.is_some();
-    let events = tokio::task::spawn_blocking(move || {
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        group_step_events(&batches, with_breakdown).map(|e| (rows, e))
-    })
-    .await
-    .map_err(|e| StoreError::Internal(format!("funnel task failed: {e}")))?;
-    let (rows, events) = events?;
+    let events = tokio::task::spawn_blocking(move || group_step_events(&batches, with_breakdown))
+        .await
+        .map_err(|e| StoreError::Internal(format!("funnel task failed: {e}")))??;
     tracing::debug!(
         rows,
         kept = events.len(),
@@ -745,10 +742,10 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
 }
 
 /// The rows of `batches` (person key, ts, steps[, breakdown]) of the persons with a first-step
-/// event as [`StepEvent`]s grouped by person and ordered by time within each person. The persons are split into two shards by the
-/// top bit of their key (a hash already) that two threads number (a hash map per shard), group
-/// (a counting sort on the numbers, linear) and order (each person's few events sorted by time)
-/// on their own.
+/// event, as [`StepEvent`]s grouped by person and ordered by time within each person. The
+/// persons are split into two shards by the top bit of their key (a hash already) that two
+/// threads number (a hash map per shard), group (a counting sort on the numbers, linear) and
+/// order (each person's few events sorted by time) on their own.
 fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Vec<StepEvent>> {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;

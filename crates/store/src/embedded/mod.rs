@@ -1040,22 +1040,25 @@ fn upgrade_files(dir: &Path, catalog: &Catalog) -> Result<()> {
     }
     if !days.is_empty() {
         // Nothing reads the old files yet: they go now.
-        for p in catalog.purge_deleted_files("9999-12-31T00:00:00Z")? {
-            let _ = std::fs::remove_file(dir.join(p));
-        }
+        remove_deleted_files(dir, catalog)?;
         tracing::info!(days = days.len(), "event files rewritten with person keys");
     }
     catalog.set_setting(LAYOUT_SETTING, LAYOUT)?;
     Ok(())
 }
 
+/// Unlinks every file the catalog marked deleted, whenever it was (at start, before any reader).
+fn remove_deleted_files(dir: &Path, catalog: &Catalog) -> Result<()> {
+    for p in catalog.purge_deleted_files("9999-12-31T00:00:00Z")? {
+        let _ = std::fs::remove_file(dir.join(p));
+    }
+    Ok(())
+}
+
 /// Removes what a crash can leave behind: half-written `.tmp` files, files written but never
 /// recorded in the catalog, and files of compactions whose deletion was pending.
 fn remove_unrecorded_files(dir: &Path, catalog: &Catalog) -> Result<()> {
-    let far_future = "9999-12-31T00:00:00Z";
-    for p in catalog.purge_deleted_files(far_future)? {
-        let _ = std::fs::remove_file(dir.join(p));
-    }
+    remove_deleted_files(dir, catalog)?;
     let recorded: HashSet<String> = catalog.all_file_paths()?.into_iter().collect();
     let events = dir.join(partition::EVENTS_DIR);
     if !events.exists() {
