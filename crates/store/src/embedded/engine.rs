@@ -77,6 +77,8 @@ pub(crate) async fn events_frame(
 #[derive(Default)]
 pub(crate) struct Sources {
     pub inside: Vec<String>,
+    /// Rows and time bounds (`min_ts`, `max_ts`) of each file of `inside`, in its order.
+    pub inside_stats: Vec<(u64, i64, i64)>,
     pub edge: Vec<String>,
     pub batches: Vec<RecordBatch>,
 }

@@ -10,6 +10,7 @@
 
 mod buffer;
 mod codec;
+mod counts;
 mod dedup;
 mod engine;
 mod erase;
@@ -315,6 +316,7 @@ impl EmbeddedStore {
             let path = dir.join(&f.path).to_string_lossy().into_owned();
             if f.min_ts >= from && f.max_ts < to {
                 sources.inside.push(path);
+                sources.inside_stats.push((f.rows, f.min_ts, f.max_ts));
             } else {
                 sources.edge.push(path);
             }
@@ -334,6 +336,18 @@ impl EmbeddedStore {
         lookups: &Lookups,
     ) -> Result<DataFrame> {
         let sources = self.sources(project, from, to)?;
+        self.frame_of(project, sources, from, to, lookups).await
+    }
+
+    /// [`Self::frame`] over `sources` (of `[from, to)`, perhaps with some files taken out).
+    async fn frame_of(
+        &self,
+        project: &ProjectId,
+        sources: Sources,
+        from: i64,
+        to: i64,
+        lookups: &Lookups,
+    ) -> Result<DataFrame> {
         let mut frame = engine::range_frame(&self.inner.ctx, sources, from, to).await?;
         if let Some(w) = self.received_before {
             frame = frame.filter(engine::received_before(w))?;
@@ -922,10 +936,20 @@ impl Store for EmbeddedStore {
                 .iter()
                 .fold(Lookups::default(), |l, q| l.union(&q.lookups()));
             let first = &qs[0];
+            let mut sources = self.sources(&first.project, first.from, first.to)?;
+            // Counts of whole files come from the catalog (not under `as_of`: a file may hold
+            // events received after its instant).
+            let counted = if self.received_before.is_none() {
+                counts::take_counted_files(&qs, &mut sources)
+            } else {
+                Default::default()
+            };
             let frame = self
-                .frame(&first.project, first.from, first.to, &lookups)
+                .frame_of(&first.project, sources, first.from, first.to, &lookups)
                 .await?;
-            engine::aggregate_many(frame, &qs).await
+            let mut tables = engine::aggregate_many(frame, &qs).await?;
+            counts::add_counts(&mut tables, &qs, &counted);
+            Ok::<_, StoreError>(tables)
         }))
         .await?;
         let mut out: Vec<Option<ResultTable>> = vec![None; queries.len()];
