@@ -55,6 +55,11 @@ pub(crate) fn take_counted_files(qs: &[AggregateQuery], sources: &mut Sources) -
             }
         }
     }
+    tracing::debug!(
+        counted = counts.len(),
+        scanned = kept.0.len(),
+        "buckets counted from the catalog, inside files left to scan"
+    );
     (sources.inside, sources.inside_stats) = kept;
     counts
 }
