@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, LocalResult, TimeZone};
+use chrono_tz::Tz;
 use serde_json::Value;
 use tally_core::Interval;
 use tally_core::time::format_rfc3339;
@@ -31,45 +32,41 @@ pub(crate) fn take_counted_files(qs: &[AggregateQuery], sources: &mut Sources) -
         && matches!(
             q.bucket,
             None | Some(Interval::Day | Interval::Week | Interval::Month)
-        )
-        && sources.inside.len() == sources.inside_stats.len();
+        );
     if !countable {
         return counts;
     }
-    let mut kept = (Vec::new(), Vec::new());
-    let files = std::mem::take(&mut sources.inside);
-    let stats = std::mem::take(&mut sources.inside_stats);
-    for (path, (rows, min_ts, max_ts)) in files.into_iter().zip(stats) {
+    let tz = q.timezone;
+    sources.inside.retain(|f| {
         let bucket = match q.bucket {
             None => Some(None),
-            Some(iv) => match (bucket_of(iv, q, min_ts), bucket_of(iv, q, max_ts)) {
+            Some(iv) => match (bucket_of(iv, tz, f.min_ts), bucket_of(iv, tz, f.max_ts)) {
                 (Some(a), Some(b)) if a == b => Some(Some(a)),
                 _ => None,
             },
         };
         match bucket {
-            Some(b) => *counts.entry(b).or_default() += rows,
-            None => {
-                kept.0.push(path);
-                kept.1.push((rows, min_ts, max_ts));
+            Some(b) => {
+                *counts.entry(b).or_default() += f.rows;
+                false
             }
+            None => true,
         }
-    }
+    });
     tracing::debug!(
         counted = counts.len(),
-        scanned = kept.0.len(),
+        scanned = sources.inside.len(),
         "buckets counted from the catalog, inside files left to scan"
     );
-    (sources.inside, sources.inside_stats) = kept;
     counts
 }
 
 /// The start of the bucket of `ts` as the scan computes it, or `None` where the bucket's local
 /// midnight does not exist or exists twice (a DST change at midnight), which the scan handles.
-fn bucket_of(iv: Interval, q: &AggregateQuery, ts: i64) -> Option<i64> {
-    let start = iv.truncate(DateTime::from_timestamp_micros(ts)?, q.timezone);
-    let local = start.with_timezone(&q.timezone).naive_local();
-    match q.timezone.from_local_datetime(&local) {
+fn bucket_of(iv: Interval, tz: Tz, ts: i64) -> Option<i64> {
+    let start = iv.truncate(DateTime::from_timestamp_micros(ts)?, tz);
+    let local = start.with_timezone(&tz).naive_local();
+    match tz.from_local_datetime(&local) {
         LocalResult::Single(_) if local.and_utc().timestamp() % 86_400 == 0 => {
             Some(start.timestamp_micros())
         }

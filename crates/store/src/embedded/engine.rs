@@ -76,11 +76,18 @@ pub(crate) async fn events_frame(
 /// `edge` (partly outside), and the buffered batches.
 #[derive(Default)]
 pub(crate) struct Sources {
-    pub inside: Vec<String>,
-    /// Rows and time bounds (`min_ts`, `max_ts`) of each file of `inside`, in its order.
-    pub inside_stats: Vec<(u64, i64, i64)>,
+    pub inside: Vec<InsideFile>,
     pub edge: Vec<String>,
     pub batches: Vec<RecordBatch>,
+}
+
+/// A file wholly inside a query's range: its absolute path, and from the catalog its rows and
+/// time bounds.
+pub(crate) struct InsideFile {
+    pub path: String,
+    pub rows: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
 }
 
 /// Exactly the events of `[from, to)` in `sources`. Files inside the range are read without a
@@ -100,7 +107,11 @@ pub(crate) async fn range_frame(
     if !sources.inside.is_empty() {
         let inside = ctx
             .read_parquet(
-                sources.inside,
+                sources
+                    .inside
+                    .into_iter()
+                    .map(|f| f.path)
+                    .collect::<Vec<_>>(),
                 ParquetReadOptions::default().schema(&event_schema()),
             )
             .await?;

@@ -315,8 +315,12 @@ impl EmbeddedStore {
         for f in entries.iter().filter(|f| f.max_ts >= from && f.min_ts < to) {
             let path = dir.join(&f.path).to_string_lossy().into_owned();
             if f.min_ts >= from && f.max_ts < to {
-                sources.inside.push(path);
-                sources.inside_stats.push((f.rows, f.min_ts, f.max_ts));
+                sources.inside.push(engine::InsideFile {
+                    path,
+                    rows: f.rows,
+                    min_ts: f.min_ts,
+                    max_ts: f.max_ts,
+                });
             } else {
                 sources.edge.push(path);
             }
