@@ -946,19 +946,24 @@ pub(crate) async fn retention(frame: DataFrame, q: &RetentionQuery) -> Result<Re
 /// Bucket ascending, then value descending, then group values ascending.
 fn compare_rows(a: &[Value], b: &[Value], has_bucket: bool, n_groups: usize) -> std::cmp::Ordering {
     use std::cmp::Ordering;
-    let key = |v: &Value| -> (u8, f64, String) {
-        match v {
-            Value::Null => (0, 0.0, String::new()),
-            Value::Number(n) => (1, n.as_f64().unwrap_or(0.0), String::new()),
-            Value::String(s) => (2, 0.0, s.clone()),
-            other => (3, 0.0, other.to_string()),
-        }
+    // Nulls, then numbers, then strings, then anything else (by its JSON); no copies, since a
+    // top-N over many groups compares each row many times.
+    let rank = |v: &Value| match v {
+        Value::Null => 0u8,
+        Value::Number(_) => 1,
+        Value::String(_) => 2,
+        _ => 3,
     };
     let cmp = |x: &Value, y: &Value| {
-        let (kx, ky) = (key(x), key(y));
-        kx.0.cmp(&ky.0)
-            .then(kx.1.partial_cmp(&ky.1).unwrap_or(Ordering::Equal))
-            .then(kx.2.cmp(&ky.2))
+        rank(x).cmp(&rank(y)).then_with(|| match (x, y) {
+            (Value::Number(a), Value::Number(b)) => {
+                let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+                a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+            }
+            (Value::String(a), Value::String(b)) => a.cmp(b),
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (a, b) => a.to_string().cmp(&b.to_string()),
+        })
     };
     let mut ord = Ordering::Equal;
     if has_bucket {
