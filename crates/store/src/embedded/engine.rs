@@ -12,13 +12,12 @@ use datafusion::functions::expr_fn::{contains, date_bin, date_trunc};
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
 use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, ident, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
-use datafusion_functions_json::udfs::{
-    json_as_text_udf, json_contains_udf, json_get_bool_udf, json_get_float_udf, json_get_str_udf,
-};
+use datafusion_functions_json::udfs::{json_contains_udf, json_get_bool_udf, json_get_str_udf};
 use serde_json::Value;
 use tally_core::Interval;
 use tally_core::time::format_rfc3339;
 
+use super::json::{json_number_udf, json_text_udf};
 use crate::plan::{
     AggregateQuery, FieldRef, Filter, FilterOp, GROUP_COLUMN_PREFIX, Measure, PERSON_COLUMN,
     ResultTable, RetentionCounts, RetentionQuery, RollupDef, StepEvent, StepQuery,
@@ -315,8 +314,8 @@ pub(super) fn field_expr(f: &FieldRef, as_: As) -> Result<Expr> {
             args.extend(path.iter().map(|p| lit(p.as_str())));
             let udf = match as_ {
                 // Text of any value: a string decoded, a number or an object as its JSON.
-                As::Text => json_as_text_udf(),
-                As::Number => json_get_float_udf(),
+                As::Text => json_text_udf(),
+                As::Number => json_number_udf(),
                 As::Bool => json_get_bool_udf(),
             };
             Ok(udf.call(args))

@@ -14,6 +14,7 @@ mod counts;
 mod dedup;
 mod engine;
 mod erase;
+mod json;
 mod partition;
 mod percentile;
 mod retention;
