@@ -244,7 +244,7 @@ impl Aggregator {
                     let started = std::time::Instant::now();
                     let table = f.evaluate(&events, window, range.to.timestamp_micros());
                     tracing::debug!(
-                        events = events.len(),
+                        events = events.events.len(),
                         evaluate_ms = started.elapsed().as_secs_f64() * 1e3,
                         "funnel evaluated"
                     );

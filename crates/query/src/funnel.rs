@@ -10,12 +10,10 @@
 //! to step k is measured on the chain that first reached it. With a breakdown, a person belongs to
 //! the breakdown value of the step-1 event of that chain.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_core::{FieldError, ProjectId, TimeRange};
-use tally_store::{ResultTable, StepEvent, StepQuery};
+use tally_store::{ResultTable, StepEvent, StepEvents, StepQuery};
 
 use crate::fields::resolve_field;
 use crate::rule::{FilterSpec, compile_filters};
@@ -116,15 +114,12 @@ impl FunnelQuery {
     }
 
     /// Builds the result from the step events (ordered by person, then time).
-    pub(crate) fn evaluate(
-        &self,
-        events: &[StepEvent],
-        window: i64,
-        range_end: i64,
-    ) -> ResultTable {
+    pub(crate) fn evaluate(&self, found: &StepEvents, window: i64, range_end: i64) -> ResultTable {
         let n = self.steps.len();
-        // Per breakdown value: persons reaching each step, and their times to convert.
-        let mut groups: BTreeMap<Option<String>, StepTotals> = BTreeMap::new();
+        let events = found.events.as_slice();
+        // Per breakdown value (by its index): persons reaching each step, and their times to
+        // convert.
+        let mut totals: Vec<Option<StepTotals>> = vec![None; found.breakdowns.len()];
         let mut i = 0;
         while i < events.len() {
             let mut j = i;
@@ -134,9 +129,11 @@ impl FunnelQuery {
             if let Some((level, times, breakdown)) =
                 person_funnel(&events[i..j], n, window, range_end)
             {
-                let entry = groups
-                    .entry(breakdown)
-                    .or_insert_with(|| (vec![0; n], vec![Vec::new(); n]));
+                let Some(slot) = totals.get_mut(breakdown as usize) else {
+                    i = j;
+                    continue;
+                };
+                let entry = slot.get_or_insert_with(|| (vec![0; n], vec![Vec::new(); n]));
                 for (k, time) in times.iter().enumerate().take(level) {
                     entry.0[k] += 1;
                     if k > 0 {
@@ -146,8 +143,15 @@ impl FunnelQuery {
             }
             i = j;
         }
+        // In the order of the breakdown values, null first.
+        let mut groups: Vec<(Option<String>, StepTotals)> = totals
+            .into_iter()
+            .zip(&found.breakdowns)
+            .filter_map(|(t, b)| Some((b.clone(), t?)))
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
         if self.breakdown.is_none() && groups.is_empty() {
-            groups.insert(None, (vec![0; n], vec![Vec::new(); n]));
+            groups.push((None, (vec![0; n], vec![Vec::new(); n])));
         }
         let mut columns = Vec::new();
         if let Some(b) = &self.breakdown {
@@ -204,18 +208,19 @@ impl FunnelQuery {
     }
 }
 
-/// How far one person got: (steps reached, microseconds from step 1 to each step, breakdown).
+/// How far one person got: (steps reached, microseconds from step 1 to each step, breakdown
+/// index).
 fn person_funnel(
     events: &[StepEvent],
     n: usize,
     window: i64,
     range_end: i64,
-) -> Option<(usize, Vec<i64>, Option<String>)> {
+) -> Option<(usize, Vec<i64>, u32)> {
     // chain[k] = (start time, time of step k, breakdown of the start) of the chain at step k.
-    let mut chain: Vec<Option<(i64, i64, Option<String>)>> = vec![None; n];
+    let mut chain: Vec<Option<(i64, i64, u32)>> = vec![None; n];
     let mut level = 0;
     let mut times = vec![0i64; n];
-    let mut breakdown = None;
+    let mut breakdown = 0;
     for ev in events {
         // From the last step down, so one event extends a chain by one step at most.
         for k in (0..n).rev() {
@@ -224,17 +229,17 @@ fn person_funnel(
             }
             if k == 0 {
                 if ev.timestamp < range_end {
-                    chain[0] = Some((ev.timestamp, ev.timestamp, ev.breakdown.clone()));
+                    chain[0] = Some((ev.timestamp, ev.timestamp, ev.breakdown));
                     if level == 0 {
                         level = 1;
-                        breakdown = ev.breakdown.clone();
+                        breakdown = ev.breakdown;
                     }
                 }
-            } else if let Some((start, at, b)) = chain[k - 1].clone()
+            } else if let Some((start, at, b)) = chain[k - 1]
                 && ev.timestamp >= at
                 && ev.timestamp - start <= window
             {
-                chain[k] = Some((start, ev.timestamp, b.clone()));
+                chain[k] = Some((start, ev.timestamp, b));
                 if k + 1 > level {
                     level = k + 1;
                     times[k] = ev.timestamp - start;
@@ -269,9 +274,9 @@ mod tests {
     fn ev(t: i64, steps: u64) -> StepEvent {
         StepEvent {
             person: 0,
+            breakdown: 0,
             timestamp: t,
             steps,
-            breakdown: None,
         }
     }
 

@@ -25,7 +25,7 @@ pub use plan::{
     AggregateQuery, FieldRef, Filter, FilterOp, GROUP_COLUMN_PREFIX, Lookups, Measure,
     PAGEVIEW_EVENT, PATH_END, PATH_START, PERSON_COLUMN, PathDirection, PathQuery, ResultTable,
     RetentionCounts, RetentionQuery, RollupDef, RollupStatus, SESSION_LOOKAROUND_US,
-    SessionBreakdown, SessionQuery, StepEvent, StepQuery,
+    SessionBreakdown, SessionQuery, StepEvent, StepEvents, StepQuery,
 };
 
 /// Processed events of one project, in arrival order.
@@ -109,7 +109,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 
     /// The events matching any step of `query`, ordered by person, then time.
-    async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>>;
+    async fn step_events(&self, query: &StepQuery) -> Result<StepEvents>;
 
     /// Cohort sizes and returning persons (see [`RetentionQuery`]).
     async fn retention(&self, query: &RetentionQuery) -> Result<RetentionCounts>;

@@ -164,14 +164,26 @@ pub struct StepQuery {
     pub breakdown: Option<FieldRef>,
 }
 
+/// The answer to a [`StepQuery`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepEvents {
+    /// Grouped by person, ordered by time within each person.
+    pub events: Vec<StepEvent>,
+    /// The distinct breakdown values (null for a missing one), which
+    /// [`StepEvent::breakdown`] indexes; `[None]` without a breakdown.
+    pub breakdowns: Vec<Option<String>>,
+}
+
 /// One event of a [`StepQuery`]: whose, when, which steps it matches (bit `i` for step `i`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Small (24 bytes) since a funnel holds millions of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepEvent {
     /// The person, as a number given out per query: equal numbers, same person.
     pub person: u32,
+    /// The index of its breakdown value in [`StepEvents::breakdowns`].
+    pub breakdown: u32,
     pub timestamp: i64,
     pub steps: u64,
-    pub breakdown: Option<String>,
 }
 
 /// A rollup to keep up to date as events are written: the events of `project` that pass every

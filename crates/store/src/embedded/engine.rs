@@ -20,7 +20,7 @@ use tally_core::time::format_rfc3339;
 use super::json::{json_number_udf, json_text_udf};
 use crate::plan::{
     AggregateQuery, FieldRef, Filter, FilterOp, GROUP_COLUMN_PREFIX, Measure, PERSON_COLUMN,
-    ResultTable, RetentionCounts, RetentionQuery, RollupDef, StepEvent, StepQuery,
+    ResultTable, RetentionCounts, RetentionQuery, RollupDef, StepEvent, StepEvents, StepQuery,
 };
 use crate::schema::{col, event_schema, is_column, is_string_column, person_key};
 use crate::{Result, StoreError};
@@ -707,7 +707,7 @@ fn cast_to(
 
 /// Fetches the events that match any step, with a bit mask of the steps each one matches.
 /// `frame` holds exactly the project's events of `[q.from, q.to)`.
-pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<StepEvent>> {
+pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<StepEvents> {
     if q.steps.is_empty() || q.steps.len() > 63 {
         return Err(invalid("a funnel has 1 to 63 steps"));
     }
@@ -745,7 +745,7 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
         .map_err(|e| StoreError::Internal(format!("funnel task failed: {e}")))??;
     tracing::debug!(
         rows,
-        kept = events.len(),
+        kept = events.events.len(),
         scan_ms = scanned.as_secs_f64() * 1e3,
         group_ms = (started.elapsed() - scanned).as_secs_f64() * 1e3,
         "funnel step events"
@@ -757,8 +757,9 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<Vec<S
 /// event, as [`StepEvent`]s grouped by person and ordered by time within each person. The
 /// persons are split into two shards by the top bit of their key (a hash already) that two
 /// threads number (a hash map per shard), group (a counting sort on the numbers, linear) and
-/// order (each person's few events sorted by time) on their own.
-fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Vec<StepEvent>> {
+/// order (each person's events sorted by time; they come as runs in time order, one per event
+/// name and file, which a stable sort merges) on their own.
+fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<StepEvents> {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
 
@@ -769,18 +770,28 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Ve
     let mut keys = Vec::with_capacity(rows);
     let mut times = Vec::with_capacity(rows);
     let mut masks = Vec::with_capacity(rows);
-    let mut breakdowns: Vec<Option<&str>> = Vec::new();
+    // The breakdown value of each row, as its index among the distinct values.
+    let mut row_breakdowns: Vec<u32> = Vec::new();
+    let mut values: datafusion::common::HashMap<Option<&str>, u32> = Default::default();
     for b in batches {
         keys.extend_from_slice(b.column(0).as_primitive::<Int64Type>().values());
         times.extend_from_slice(b.column(1).as_primitive::<Int64Type>().values());
         let steps = b.column(2).as_primitive::<Int64Type>().values();
         masks.extend(steps.iter().map(|&m| m as u64));
         if with_breakdown {
-            breakdowns.extend(b.column(3).as_string::<i32>().iter());
+            row_breakdowns.reserve(b.num_rows());
+            for v in b.column(3).as_string::<i32>().iter() {
+                let next = values.len() as u32;
+                row_breakdowns.push(*values.entry(v).or_insert(next));
+            }
         }
     }
+    let mut breakdowns = vec![None; values.len().max(1)];
+    for (v, i) in values {
+        breakdowns[i as usize] = v.map(str::to_owned);
+    }
     let shard = |k: u64| {
-        let (keys, times, masks, breakdowns) = (&keys, &times, &masks, &breakdowns);
+        let (keys, times, masks, row_breakdowns) = (&keys, &times, &masks, &row_breakdowns);
         move || {
             // Only persons with a first-step event can enter the funnel: they are numbered
             // first (a few of the rows), and the others' events are dropped.
@@ -827,14 +838,14 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Ve
                     let r = r as usize;
                     StepEvent {
                         person: p,
+                        breakdown: row_breakdowns.get(r).copied().unwrap_or(0),
                         timestamp: times[r],
                         steps: masks[r],
-                        breakdown: breakdowns.get(r).copied().flatten().map(str::to_owned),
                     }
                 })
                 .collect();
             for w in starts.windows(2) {
-                out[w[0]..w[1]].sort_unstable_by_key(|e| (e.timestamp, e.steps));
+                out[w[0]..w[1]].sort_by_key(|e| (e.timestamp, e.steps));
             }
             (out, ids.len() as u32)
         }
@@ -852,7 +863,10 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<Ve
         person: e.person + first,
         ..e
     }));
-    Ok(out)
+    Ok(StepEvents {
+        events: out,
+        breakdowns,
+    })
 }
 
 /// Counts retention in the engine: cohorts by the first cohort event per person, then a join of

@@ -47,7 +47,7 @@ pub use self::sql::{SqlLimits, SqlResult};
 use crate::plan::{
     AggregateQuery, FieldRef, Lookups, Measure, PERSON_COLUMN, PathQuery, ResultTable,
     RetentionCounts, RetentionQuery, RollupDef, RollupStatus, SESSION_LOOKAROUND_US, SessionQuery,
-    StepEvent, StepQuery,
+    StepEvents, StepQuery,
 };
 use crate::schema::{col, records_to_batch};
 use crate::{ProjectBatch, Result, Store, StoreError, WriteOutcome};
@@ -968,7 +968,7 @@ impl Store for EmbeddedStore {
             .collect()
     }
 
-    async fn step_events(&self, query: &StepQuery) -> Result<Vec<StepEvent>> {
+    async fn step_events(&self, query: &StepQuery) -> Result<StepEvents> {
         let frame = self
             .frame(&query.project, query.from, query.to, &query.lookups())
             .await?;
