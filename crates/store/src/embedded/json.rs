@@ -192,7 +192,7 @@ fn find<'j>(s: &'j str, path: &[Step]) -> Option<&'j str> {
 
 fn number(s: &str, path: &[Step]) -> Option<f64> {
     let v = find(s, path)?;
-    match v.as_bytes()[0] {
+    match v.as_bytes().first()? {
         b'"' => decode(v)?.parse().ok(),
         b'-' | b'0'..=b'9' => v.parse().ok(),
         _ => None,
@@ -201,7 +201,7 @@ fn number(s: &str, path: &[Step]) -> Option<f64> {
 
 fn text<'j>(s: &'j str, path: &[Step]) -> Option<Cow<'j, str>> {
     let v = find(s, path)?;
-    match v.as_bytes()[0] {
+    match v.as_bytes().first()? {
         b'"' => decode(v),
         b'n' if v == "null" => None,
         _ => Some(Cow::Borrowed(v)),
