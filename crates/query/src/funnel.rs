@@ -129,6 +129,7 @@ impl FunnelQuery {
             if let Some((level, times, breakdown)) =
                 person_funnel(&events[i..j], n, window, range_end)
             {
+                debug_assert!((breakdown as usize) < totals.len(), "a breakdown index");
                 let Some(slot) = totals.get_mut(breakdown as usize) else {
                     i = j;
                     continue;

@@ -165,7 +165,7 @@ pub struct StepQuery {
 }
 
 /// The answer to a [`StepQuery`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepEvents {
     /// Grouped by person, ordered by time within each person.
     pub events: Vec<StepEvent>,
