@@ -128,12 +128,8 @@ impl FunnelQuery {
             }
             if let Some((level, times, breakdown)) =
                 person_funnel(&events[i..j], n, window, range_end)
+                && let Some(slot) = totals.get_mut(breakdown as usize)
             {
-                debug_assert!((breakdown as usize) < totals.len(), "a breakdown index");
-                let Some(slot) = totals.get_mut(breakdown as usize) else {
-                    i = j;
-                    continue;
-                };
                 let entry = slot.get_or_insert_with(|| (vec![0; n], vec![Vec::new(); n]));
                 for (k, time) in times.iter().enumerate().take(level) {
                     entry.0[k] += 1;

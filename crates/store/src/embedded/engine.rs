@@ -757,8 +757,7 @@ pub(crate) async fn step_events(frame: DataFrame, q: &StepQuery) -> Result<StepE
 /// event, as [`StepEvent`]s grouped by person and ordered by time within each person. The
 /// persons are split into two shards by the top bit of their key (a hash already) that two
 /// threads number (a hash map per shard), group (a counting sort on the numbers, linear) and
-/// order (each person's events sorted by time; they come as runs in time order, one per event
-/// name and file, which a stable sort merges) on their own.
+/// order (each person's events sorted by time, stably) on their own.
 fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<StepEvents> {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
@@ -771,7 +770,7 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<St
     let mut times = Vec::with_capacity(rows);
     let mut masks = Vec::with_capacity(rows);
     // The breakdown value of each row, as its index among the distinct values.
-    let mut row_breakdowns: Vec<u32> = Vec::new();
+    let mut row_breakdowns: Vec<u32> = Vec::with_capacity(if with_breakdown { rows } else { 0 });
     let mut values: datafusion::common::HashMap<Option<&str>, u32> = Default::default();
     for b in batches {
         keys.extend_from_slice(b.column(0).as_primitive::<Int64Type>().values());
@@ -779,7 +778,6 @@ fn group_step_events(batches: &[RecordBatch], with_breakdown: bool) -> Result<St
         let steps = b.column(2).as_primitive::<Int64Type>().values();
         masks.extend(steps.iter().map(|&m| m as u64));
         if with_breakdown {
-            row_breakdowns.reserve(b.num_rows());
             for v in b.column(3).as_string::<i32>().iter() {
                 let next = values.len() as u32;
                 row_breakdowns.push(*values.entry(v).or_insert(next));
