@@ -60,6 +60,18 @@ fn sql_sees_only_its_project_reads_only_and_keeps_limits() {
     );
     assert_eq!(v["rows"].as_array().unwrap().len(), 5);
 
+    // EXPLAIN shows the plan; EXPLAIN ANALYZE runs it and shows what each step did.
+    let (s, v) = sql(&a.read_key, "EXPLAIN SELECT count(*) FROM events");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["columns"], json!(["plan_type", "plan"]));
+    let (s, v) = sql(
+        &a.read_key,
+        "EXPLAIN ANALYZE SELECT event, count(*) FROM events GROUP BY event",
+    );
+    assert_eq!(s, 200, "{v}");
+    let plan = v["rows"].to_string();
+    assert!(plan.contains("output_rows"), "{plan}");
+
     // Nothing can be written, configured, or read from elsewhere.
     for q in [
         "CREATE TABLE x AS SELECT 1",

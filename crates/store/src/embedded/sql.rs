@@ -4,12 +4,14 @@
 //! events (buffer and Parquet files), so it can never see another project's data. DDL, DML
 //! (INSERT, COPY) and statements (SET, ...) are refused by the planner; reading files by URL is
 //! off. A memory pool bounds what the query may hold, a timeout cancels it, and at most
-//! `max_rows` rows are returned.
+//! `max_rows` rows are returned. `EXPLAIN` and `EXPLAIN ANALYZE` show the plan (the latter runs the
+//! query, within the same limits).
 
 use std::time::Duration;
 
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
 use serde::Serialize;
 use serde_json::Value;
@@ -107,12 +109,17 @@ impl EmbeddedStore {
                 .iter()
                 .map(|f| f.name().clone())
                 .collect();
-            let batches = df
-                .limit(0, Some(limits.max_rows + 1))
-                .map_err(classify)?
-                .collect()
-                .await
-                .map_err(classify)?;
+            // EXPLAIN [ANALYZE] must stay the root of its plan; its output is a few rows.
+            let explain = matches!(
+                df.logical_plan(),
+                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+            );
+            let df = if explain {
+                df
+            } else {
+                df.limit(0, Some(limits.max_rows + 1)).map_err(classify)?
+            };
+            let batches = df.collect().await.map_err(classify)?;
             let mut rows = Vec::new();
             for b in &batches {
                 for r in 0..b.num_rows() {
