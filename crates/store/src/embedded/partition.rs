@@ -1,6 +1,7 @@
 //! Parquet partitions: one folder per project and UTC day, files sorted by (event, person, time)
-//! with page statistics on pages of at most 8,192 rows, ZSTD with dictionary encoding (delta
-//! encodings for the columns with about one value per row). The sort
+//! with page statistics on pages of at most 8,192 rows (of at most 8 KiB in the person id
+//! columns), ZSTD with dictionary encoding (delta encodings for the columns with about one value
+//! per row). The sort
 //! puts each event name's rows and each person's rows together, so a filter on `event` or on a
 //! person reads only the pages that can hold them. Files are written beside their final name and renamed into place, so a
 //! file under its final name is always complete; only the catalog makes it part of the table.
@@ -29,6 +30,9 @@ use crate::{Result, StoreError};
 const DAY_US: i64 = 86_400_000_000;
 /// Rows per data page at most: the granularity at which page statistics let a scan skip rows.
 const PAGE_ROWS: usize = 8192;
+/// Bytes per data page at most in the person columns (about 2,000 rows of them): a filter on
+/// one person decodes only the pages its rows are in, and their borders are what it wastes.
+const PERSON_PAGE_BYTES: usize = 8 * 1024;
 /// The order of the rows in a file.
 const FILE_ORDER: [&str; 3] = [col::EVENT, col::PERSON_ID, col::TIMESTAMP];
 
@@ -72,6 +76,9 @@ fn writer_properties() -> WriterProperties {
         builder = builder
             .set_column_dictionary_enabled(name.into(), false)
             .set_column_encoding(name.into(), encoding);
+    }
+    for name in [col::PERSON_ID, col::USER_ID, col::ANONYMOUS_ID] {
+        builder = builder.set_column_data_page_size_limit(name.into(), PERSON_PAGE_BYTES);
     }
     // Person keys are hashes: no deltas to exploit, but a person's rows are adjacent, which ZSTD
     // finds in the plain values.
@@ -356,5 +363,44 @@ mod tests {
         }
         assert!(chunk("browser").dictionary_page_offset().is_some());
         assert!(chunk(col::EVENT).dictionary_page_offset().is_some());
+    }
+
+    #[test]
+    fn person_columns_have_smaller_pages_than_the_others() {
+        use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
+        use datafusion::parquet::file::metadata::PageIndexPolicy;
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = ProjectId::generate();
+        // Ids as the SDKs send them: a prefix and 16 hex digits, one person per row.
+        let rows: Vec<EventRecord> = (0..3 * PAGE_ROWS as i64)
+            .map(|i| EventRecord {
+                timestamp: i,
+                event: "pageview".into(),
+                person_id: format!("u_{:016x}", (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                ..Default::default()
+            })
+            .collect();
+        let b = crate::schema::records_to_batch(&rows).unwrap();
+        let files = write_partitions(dir.path(), &p, &[b]).unwrap();
+        let file = File::open(dir.path().join(&files[0].path)).unwrap();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let meta = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+            .unwrap()
+            .metadata()
+            .clone();
+        let pages = |name: &str| {
+            let i = event_schema().index_of(name).unwrap();
+            meta.offset_index().unwrap()[0][i].page_locations().len()
+        };
+        // Every other column pages by row count: 3 pages of 8,192 rows.
+        assert_eq!(pages(col::TIMESTAMP), 3);
+        assert_eq!(pages(col::EVENT), 3);
+        // A one-person filter decodes a page of about 8 KiB of ids, not 8,192 of them.
+        assert!(
+            pages(col::PERSON_ID) >= 12,
+            "{} pages",
+            pages(col::PERSON_ID)
+        );
     }
 }
