@@ -1,11 +1,11 @@
 //! Compiles an [`AggregateQuery`] into a DataFusion plan over the buffer and the Parquet files,
 //! runs it, and turns the result into a [`ResultTable`].
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono_tz::Tz;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::functions::expr_fn::{contains, date_bin, date_trunc};
@@ -46,14 +46,49 @@ pub(crate) fn session_config(target_partitions: usize) -> SessionConfig {
     config
 }
 
+/// The events table as queries read it: [`event_schema`] with its string columns as Arrow
+/// string views. The Parquet reader fills a view column from a dictionary page without copying
+/// the strings and from a plain page without copying the bytes, and group-bys compare the views.
+static QUERY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields: Vec<Field> = event_schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+pub(crate) fn query_schema() -> SchemaRef {
+    QUERY_SCHEMA.clone()
+}
+
+/// A buffered batch (in [`event_schema`]) in [`query_schema`].
+fn to_query_batch(batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = query_schema();
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| Ok(datafusion::arrow::compute::cast(c, f.data_type())?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
 /// The events of one project as a DataFrame: Parquet `files` (absolute paths) plus buffered
-/// `batches`.
+/// `batches`, in [`query_schema`].
 pub(crate) async fn events_frame(
     ctx: &SessionContext,
     files: Vec<String>,
     batches: Vec<RecordBatch>,
 ) -> Result<DataFrame> {
-    let schema = event_schema();
+    let schema = query_schema();
+    let batches = batches
+        .iter()
+        .map(to_query_batch)
+        .collect::<Result<Vec<_>>>()?;
     // Two partitions so both cores scan the buffer.
     let half = batches.len().div_ceil(2).max(1);
     let parts: Vec<Vec<RecordBatch>> = if batches.is_empty() {
@@ -111,7 +146,7 @@ pub(crate) async fn range_frame(
                     .into_iter()
                     .map(|f| f.path)
                     .collect::<Vec<_>>(),
-                ParquetReadOptions::default().schema(&event_schema()),
+                ParquetReadOptions::default().schema(&query_schema()),
             )
             .await?;
         frame = inside.union(frame)?;
@@ -155,16 +190,18 @@ pub(crate) fn overrides_batch(rows: &[(String, String)]) -> Result<RecordBatch> 
     )?)
 }
 
-/// A lookup as a batch of (`__key`, `value_column`), both text.
+/// A lookup as a batch of (`__key`, `value_column`), both text as string views, the type the
+/// events' text columns are read as ([`query_schema`]): joins and `coalesce` with those
+/// columns need no casts.
 pub(crate) fn lookup_batch(value_column: &str, rows: &[(String, String)]) -> Result<RecordBatch> {
-    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::array::StringViewArray;
     use datafusion::arrow::datatypes::{Field, Schema};
     let schema = Arc::new(Schema::new(vec![
-        Field::new(LOOKUP_KEY, DataType::Utf8, false),
-        Field::new(value_column, DataType::Utf8, false),
+        Field::new(LOOKUP_KEY, DataType::Utf8View, false),
+        Field::new(value_column, DataType::Utf8View, false),
     ]));
-    let keys: StringArray = rows.iter().map(|(k, _)| Some(k.as_str())).collect();
-    let values: StringArray = rows.iter().map(|(_, v)| Some(v.as_str())).collect();
+    let keys: StringViewArray = rows.iter().map(|(k, _)| Some(k.as_str())).collect();
+    let values: StringViewArray = rows.iter().map(|(_, v)| Some(v.as_str())).collect();
     Ok(RecordBatch::try_new(
         schema,
         vec![Arc::new(keys), Arc::new(values)],
@@ -232,7 +269,7 @@ fn with_lookup_column(
     column: &str,
 ) -> Result<DataFrame> {
     match batch {
-        None => Ok(frame.with_column(column, lit(ScalarValue::Utf8(None)))?),
+        None => Ok(frame.with_column(column, lit(ScalarValue::Utf8View(None)))?),
         Some(batch) => join_lookup(ctx, frame, batch, key, |n: &str| ident(n), Some(column)),
     }
 }

@@ -228,6 +228,29 @@ enum Kind {
     Text,
 }
 
+impl Kind {
+    /// The value at `steps` in each of `docs`.
+    fn lookup<'a>(
+        self,
+        docs: impl ExactSizeIterator<Item = Option<&'a str>>,
+        steps: &[Step],
+    ) -> Arc<dyn Array> {
+        match self {
+            Kind::Number => Arc::new(
+                docs.map(|j| j.and_then(|j| number(j, steps)))
+                    .collect::<Float64Array>(),
+            ),
+            Kind::Text => {
+                let mut b = StringBuilder::with_capacity(docs.len(), 0);
+                for j in docs {
+                    b.append_option(j.and_then(|j| text(j, steps)));
+                }
+                Arc::new(b.finish())
+            }
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct JsonLookup {
     kind: Kind,
@@ -276,23 +299,12 @@ impl ScalarUDFImpl for JsonLookup {
             steps.push(step);
         }
         let json = json.to_array(args.number_rows)?;
-        let json = match json.data_type() {
-            DataType::Utf8 => json,
-            _ => cast(&json, &DataType::Utf8)?,
-        };
-        let json = json.as_string::<i32>();
-        let out: Arc<dyn Array> = match self.kind {
-            Kind::Number => Arc::new(
-                json.iter()
-                    .map(|j| j.and_then(|j| number(j, &steps)))
-                    .collect::<Float64Array>(),
-            ),
-            Kind::Text => {
-                let mut b = StringBuilder::with_capacity(json.len(), 0);
-                for j in json.iter() {
-                    b.append_option(j.and_then(|j| text(j, &steps)));
-                }
-                Arc::new(b.finish())
+        let out = match json.data_type() {
+            DataType::Utf8View => self.kind.lookup(json.as_string_view().iter(), &steps),
+            DataType::Utf8 => self.kind.lookup(json.as_string::<i32>().iter(), &steps),
+            _ => {
+                let json = cast(&json, &DataType::Utf8)?;
+                self.kind.lookup(json.as_string::<i32>().iter(), &steps)
             }
         };
         Ok(ColumnarValue::Array(out))
